@@ -1,0 +1,3 @@
+"""mailsync: AWS Marketplace seller notifications into CRM records."""
+
+__version__ = "0.1.0"
