@@ -57,3 +57,7 @@ class CrmRecordError(MailsyncError):
 
 class StateError(MailsyncError):
     """The state store cannot be read or written; the daemon must stop."""
+
+
+class CrmPausedError(TransientError):
+    """The CRM refuses writes for a while (daily API limit); keep the outbox."""

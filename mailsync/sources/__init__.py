@@ -1,0 +1,1 @@
+"""Input sources: IMAP, a local folder / Maildir, an SQS queue."""
