@@ -1,0 +1,1 @@
+"""Authenticity checks: DKIM and sender policy for email, SNS signatures."""
