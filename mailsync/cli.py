@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config",
         type=Path,
-        default=None,
+        # SUPPRESS: a subcommand must not reset a --config given before it.
+        default=argparse.SUPPRESS,
         metavar="PATH",
         help="config file (default: $MAILSYNC_CONFIG, else config/mailsync.toml)",
     )
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="AWS Marketplace seller notifications into CRM records.",
         parents=[common],
     )
+    parser.set_defaults(config=None)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -1,11 +1,134 @@
-"""`mailsync records` (contract section 1)."""
+"""`mailsync records [OBJECT] [--format table|json|csv]` (contract section 1).
+
+Reads the records mailsync maintains from the configured backend
+(`CrmBackend.fetch_all`), with the contract's field names (section 4):
+
+- json: one JSON array of objects, each with ``"object"`` plus its fields;
+- csv: a header row; without OBJECT, every object with an ``object`` column;
+- table (default): per object a title line and fixed-width columns of the
+  most useful fields, long values truncated.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from typing import Any
 
-from mailsync.errors import MailsyncError
+from mailsync import config
+from mailsync.crm import mapping as m
+from mailsync.crm.sync import crm_mapping, make_backend
+from mailsync.errors import InputError
+
+_WIDTH = 32  #: widest table column; longer values end in "…"
 
 
 def run(args: argparse.Namespace) -> int:
-    raise MailsyncError("mailsync records is not available yet")
+    settings = config.load(args.config)
+    objects = _objects(args.object)
+    mapping = crm_mapping(settings)
+    backend = make_backend(settings)
+    try:
+        rows = {
+            obj: [
+                _logical(obj, mapping.from_crm(obj, r))
+                for r in backend.fetch_all(mapping.obj(obj))
+            ]
+            for obj in objects
+        }
+    finally:
+        backend.close()
+    out = sys.stdout
+    if args.format == "json":
+        flat = [{"object": obj, **r} for obj in objects for r in rows[obj]]
+        out.write(json.dumps(flat, indent=2, default=str) + "\n")
+    elif args.format == "csv":
+        _csv(rows, single=args.object is not None)
+    else:
+        _table(rows)
+    return 0
+
+
+def _objects(name: str | None) -> tuple[str, ...]:
+    if name is None:
+        return m.OBJECTS
+    if name not in m.OBJECTS:
+        raise InputError(
+            f"unknown OBJECT {name!r}; valid objects: {', '.join(m.OBJECTS)}"
+        )
+    return (name,)
+
+
+def _logical(obj: str, record: dict[str, Any]) -> dict[str, Any]:
+    """`Id` first, then the contract's fields in contract order."""
+    out: dict[str, Any] = {"Id": record.get("Id")}
+    for f in m.FIELDS[obj]:
+        out[f] = record.get(f)
+    for f, v in record.items():
+        if f not in out and f != "attributes":
+            out[f] = v
+    return out
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if single:
+        (obj,) = rows
+        header = ["Id", *m.FIELDS[obj]]
+        writer.writerow(header)
+        for r in rows[obj]:
+            writer.writerow([_text(r.get(h)) for h in header])
+        return
+    header = ["object", "Id"]
+    for obj in rows:
+        header += [f for f in m.FIELDS[obj] if f not in header]
+    writer.writerow(header)
+    for obj, records in rows.items():
+        for r in records:
+            writer.writerow([obj, *(_text(r.get(h)) for h in header[1:])])
+
+
+def _cell(value: Any, width: int) -> str:
+    text = " ".join(_text(value).split())
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.ljust(width)
+
+
+def _table(rows: dict[str, list[dict[str, Any]]]) -> None:
+    out = sys.stdout
+    first = True
+    for obj, records in rows.items():
+        if not first:
+            out.write("\n")
+        first = False
+        out.write(f"{obj} ({len(records)})\n")
+        if not records:
+            continue
+        cols = m.TABLE_COLUMNS[obj]
+        widths = [
+            min(_WIDTH, max(len(c), *(len(_text(r.get(c))) for r in records)))
+            for c in cols
+        ]
+        out.write(
+            "  ".join(_cell(c, w) for c, w in zip(cols, widths, strict=True)).rstrip()
+            + "\n"
+        )
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        for r in records:
+            line = "  ".join(
+                _cell(r.get(c), w) for c, w in zip(cols, widths, strict=True)
+            )
+            out.write(line.rstrip() + "\n")

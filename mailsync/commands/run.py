@@ -1,11 +1,29 @@
-"""`mailsync run` (contract section 1)."""
+"""`mailsync run [--once]` (contract section 1): the daemon, or one pass."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from types import FrameType
 
-from mailsync.errors import MailsyncError
+from mailsync import config
+from mailsync.daemon import Daemon
+from mailsync.log import configure
+from mailsync.once import run_once
 
 
 def run(args: argparse.Namespace) -> int:
-    raise MailsyncError("mailsync run is not available yet")
+    path = args.config or config.default_path()
+    settings = config.load(path)
+    configure(settings.log)
+    if not args.once:
+        return Daemon(path, settings).run()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # finish the current message, commit, then exit
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    return run_once(settings, stop)

@@ -1,11 +1,65 @@
-"""`mailsync status` (contract section 1)."""
+"""`mailsync status` (contract section 1): what the state store knows.
+
+Per source: the checkpoint, counts processed / quarantined / failed (retried),
+last success and last error; then the CRM side (`CrmSync.status()`: backend,
+pending writes, dead letters, API usage). Reads only the state store.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from mailsync.errors import MailsyncError
+from mailsync import config
+from mailsync.crm.sync import CrmSync
+from mailsync.ledger import Ledger, SourceStatus
+from mailsync.sources import sqs
+from mailsync.statedb import open_db
 
 
 def run(args: argparse.Namespace) -> int:
-    raise MailsyncError("mailsync status is not available yet")
+    settings = config.load(args.config or config.default_path())
+    conn = open_db(settings.state.path)
+    try:
+        statuses = {s.source: s for s in Ledger(conn).statuses()}
+        configured = [f"imap:{s.name}" for s in settings.imap] + [
+            f"maildir:{m.path}" for m in settings.maildir
+        ]
+        sqs_name = sqs.source_name(settings.sqs) if settings.sqs else None
+        if sqs_name:
+            configured.append(sqs_name)
+        for name in configured + sorted(set(statuses) - set(configured)):
+            _print_source(name, statuses.get(name))
+            if settings.sqs and name == sqs_name:
+                # The queue's own counts (GetQueueAttributes); never raises.
+                print("\n".join(sqs.status_lines(settings.sqs)))
+        sync = CrmSync(settings, conn)
+        try:
+            crm: dict[str, Any] = sync.status()
+        finally:
+            sync.close()
+    finally:
+        conn.close()
+    print("crm")
+    for key, value in crm.items():
+        print(f"  {key}: {value if value is not None else '-'}")
+    return 0
+
+
+def _print_source(name: str, s: SourceStatus | None) -> None:
+    print(name)
+    if s is None:
+        print("  never run")
+        return
+    c = s.counts
+    print(f"  checkpoint: {s.checkpoint or '-'}")
+    print(
+        f"  processed: {c['synced'] + c['unrecognized'] + c['rejected']}"
+        f" (synced {c['synced']}, unrecognized {c['unrecognized']},"
+        f" rejected {c['rejected']})"
+    )
+    print(f"  quarantined: {s.quarantined}")
+    print(f"  failed, will retry: {c['failed']}")
+    print(f"  last success: {s.last_success or '-'}")
+    err = f"{s.last_error} (at {s.last_error_at})" if s.last_error else "-"
+    print(f"  last error: {err}")

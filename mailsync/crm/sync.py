@@ -1,13 +1,51 @@
-"""Flushing the outbox to the configured CRM (placeholder until it lands)."""
+"""Flushing the outbox to the configured CRM.
+
+One flush, per batch of up to `batch_events` pending outbox events:
+
+1. map every event to the records it names (`mapping.touches`), load the
+   mirror records for those keys, and fold the events in (`merge.apply`);
+2. ask the CRM once which of the touched Accounts exist and their Names;
+3. render every touched record and keep those that differ from what was last
+   written; upsert them in dependency order (Account, AWS_Agreement__c with
+   `Account__r` by external ID, AWS_Offer__c, AWS_Subscription__c,
+   AWS_Marketplace_Event__c) in batches of `batch_size`, then the optional
+   Opportunity hook;
+4. in ONE state-store transaction save the mirror, the dead letters and the
+   outbox "done" marks.
+
+A crash between 3 and 4 leaves the events pending and the mirror unchanged:
+the next flush re-sends the same values, and upserts by external ID make that
+harmless. `TransientError` from the backend commits nothing (events stay
+pending; the result says why); `CrmPausedError` also pauses flushing for
+`pause_seconds`, persisted so that `status` shows it. A record the CRM refuses
+is dead-lettered and not counted as written in the mirror.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailsync.config import Settings
+from mailsync.crm import deadletter, merge, mirror
+from mailsync.crm import mapping as m
+from mailsync.crm.backend import CrmBackend, WriteResult
 from mailsync.crm.outbox import Outbox
+from mailsync.errors import CrmPausedError, MailsyncError, StateError, TransientError
+from mailsync.event import Event
+from mailsync.sources.base import CheckLine
+from mailsync.statedb import ensure
+
+log = logging.getLogger(__name__)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS crm_sync_state (key TEXT PRIMARY KEY, value TEXT);
+"""
 
 
 @dataclass
@@ -16,24 +54,376 @@ class FlushResult:
     pending: int = 0  #: events still waiting in the outbox
     dead_lettered: int = 0  #: records the CRM refused (see status)
     paused_reason: str | None = None  #: why writes are paused (API limit, outage)
+    records: int = 0  #: CRM records written
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def make_backend(settings: Settings) -> CrmBackend:
+    """Open the configured backend; `TransientError` when unreachable."""
+    if settings.crm.backend == "salesforce":
+        from mailsync.crm.salesforce import open_salesforce
+
+        return open_salesforce(settings.crm.salesforce)
+    from mailsync.crm.sqlite_store import SqliteStore
+
+    return SqliteStore(settings.crm.sqlite_path)
+
+
+def crm_mapping(settings: Settings) -> m.CrmMapping:
+    """The configured name mapping (Salesforce only; the SQLite store always
+    uses the contract's names)."""
+    if settings.crm.backend == "salesforce":
+        return m.CrmMapping(settings.crm.salesforce.mapping)
+    return m.CrmMapping()
+
+
+def check_lines(settings: Settings) -> list[CheckLine]:
+    """`mailsync check` lines for the CRM (delegates to `backend.check()`)."""
+    try:
+        crm_mapping(settings)
+        backend = make_backend(settings)
+    except MailsyncError as err:
+        return [CheckLine(f"crm {settings.crm.backend}", False, str(err))]
+    try:
+        return backend.check()
+    finally:
+        backend.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _ts(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CrmSync:
     """Reads the outbox and writes merged records to the CRM backend."""
 
-    def __init__(self, settings: Settings, state: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state: sqlite3.Connection,
+        backend: CrmBackend | None = None,
+        *,
+        batch_events: int = 2000,
+        pause_seconds: int = 1800,
+    ) -> None:
         self.settings = settings
+        self.conn = state
         self.outbox = Outbox(state)
+        mirror.ensure_schema(state)
+        deadletter.ensure_schema(state)
+        ensure(state, _DDL)
+        self.mapping = crm_mapping(settings)
+        self._backend = backend
+        self.batch_events = batch_events
+        self.pause_seconds = pause_seconds
+        self.batch_size = (
+            settings.crm.salesforce.batch_size
+            if settings.crm.backend == "salesforce"
+            else 200
+        )
+        self.extra_fields = self.mapping.extra_fields
+
+    @property
+    def backend(self) -> CrmBackend:
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
+
+    # -- public ----------------------------------------------------------------
 
     def flush(self) -> FlushResult:
         """Write pending events; never raises for a CRM outage (it reports it
         in the result and keeps the events); raises `StateError`."""
-        return FlushResult(pending=self.outbox.depth())
+        result = FlushResult()
+        until, reason = self._paused()
+        if until is not None:
+            result.pending = self.outbox.depth()
+            result.paused_reason = f"{reason} (paused until {until})"
+            return result
+        retry = deadletter.retry_keys(self.conn)
+        try:
+            while True:
+                batch = self.outbox.pending(self.batch_events)
+                if not batch and not retry:
+                    break
+                self._flush_batch(batch, retry, result)
+                retry = []
+                if len(batch) < self.batch_events:
+                    break
+        except CrmPausedError as err:
+            until_at = _ts(_now() + timedelta(seconds=self.pause_seconds))
+            self._set(paused_until=until_at, paused_reason=str(err))
+            self._set(last_error=f"{_ts(_now())} {err}")
+            result.paused_reason = f"{err} (paused until {until_at})"
+        except TransientError as err:
+            self._set(last_error=f"{_ts(_now())} {err}")
+            result.paused_reason = str(err)
+        result.pending = self.outbox.depth()
+        return result
+
+    def retry_dead_letters(self) -> int:
+        """Queue every dead letter for the next flush; return how many."""
+        return deadletter.request_retry(self.conn)
 
     def status(self) -> dict[str, Any]:
-        """CRM facts for `mailsync status` (backend, pending, dead letters,
-        API usage, paused reason)."""
-        return {"backend": self.settings.crm.backend, "pending": self.outbox.depth()}
+        """CRM facts for `mailsync status`: backend, pending outbox count, dead
+        letters (count and the latest few), pause, API usage, last flush."""
+        kv = self._state()
+        until, reason = self._paused()
+        return {
+            "backend": self.settings.crm.backend,
+            "pending": self.outbox.depth(),
+            "dead_letters": {
+                "count": deadletter.count(self.conn),
+                "latest": [
+                    {k: v for k, v in d.to_json().items() if k != "record"}
+                    for d in deadletter.listing(self.conn, 5)
+                ],
+            },
+            "paused_until": until,
+            "paused_reason": reason,
+            "api_usage": self._usage(kv),
+            "last_success": kv.get("last_success"),
+            "last_error": kv.get("last_error"),
+        }
 
     def close(self) -> None:
-        pass
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    # -- one batch -------------------------------------------------------------
+
+    def _flush_batch(
+        self,
+        batch: Sequence[tuple[int, Event]],
+        retry: Sequence[tuple[str, str]],
+        result: FlushResult,
+    ) -> None:
+        folded = [
+            (m.event_version(ev), t)
+            for _, ev in batch
+            for t in m.touches(ev, self.extra_fields)
+        ]
+        keys = {(t.obj, t.key) for _, t in folded} | set(retry)
+        records = mirror.load(self.conn, keys)
+        before = {k: (r.written or {}).get(m.STATUS) for k, r in records.items()}
+        for version, touch in folded:
+            merge.apply(records[(touch.obj, touch.key)], touch, version)
+        names = self._account_names(records)
+        outcome = _Outcome()
+        for obj in m.OBJECTS:
+            todo = []
+            for (o, key), record in sorted(records.items()):
+                if o != obj:
+                    continue
+                desired = merge.render(record)
+                if obj == m.ACCOUNT and not merge.account_name_owned(
+                    record, names.get(key)
+                ):
+                    continue  # someone else's Account: never touch its Name
+                if desired != record.written or (o, key) in retry:
+                    todo.append((record, desired))
+            self._write(obj, todo, outcome, result)
+        self._opportunities(folded, records, before)
+        self._commit([seq for seq, _ in batch], records.values(), outcome)
+        result.written += len(batch)
+        result.dead_lettered += len(outcome.refused)
+        result.records += len(outcome.landed)
+
+    def _account_names(
+        self, records: Mapping[tuple[str, str], merge.MirrorRecord]
+    ) -> dict[str, str]:
+        ids = [key for obj, key in records if obj == m.ACCOUNT]
+        return self.backend.existing_account_names(ids) if ids else {}
+
+    def _write(
+        self,
+        obj: str,
+        todo: list[tuple[merge.MirrorRecord, dict[str, Any]]],
+        outcome: _Outcome,
+        result: FlushResult,
+    ) -> None:
+        crm_obj = self.mapping.obj(obj)
+        ext = self.mapping.external_id(obj)
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
+            answers = self.backend.upsert(crm_obj, ext, wire)
+            result.writes.extend((obj, w) for w in wire)
+            for (record, desired), sent, answer in zip(
+                chunk, wire, _complete(answers, wire, ext), strict=True
+            ):
+                if answer.ok:
+                    outcome.landed.append((record, desired))
+                else:
+                    outcome.refused.append((record, sent, answer))
+
+    def _opportunities(
+        self,
+        folded: Iterable[tuple[str, m.Touch]],
+        records: Mapping[tuple[str, str], merge.MirrorRecord],
+        before: Mapping[tuple[str, str], Any],
+    ) -> None:
+        """Offers newly Accepted: let the backend mark linked Opportunities won
+        (Salesforce only, when `opportunity_stage` is configured)."""
+        hook = getattr(self.backend, "update_opportunities", None)
+        if hook is None or not self.settings.crm.salesforce.opportunity_stage:
+            return
+        pairs: dict[str, str] = {}
+        for _, touch in folded:
+            if touch.obj == m.AGREEMENT and "Offer_ID__c" in touch.facts:
+                offer = touch.facts["Offer_ID__c"]
+                if before.get((m.OFFER, offer)) != "Accepted" and (
+                    merge.status(records.get((m.OFFER, offer)) or _empty(offer))
+                    == "Accepted"
+                ):
+                    pairs[offer] = touch.key
+        if pairs:
+            hook(sorted(pairs.items()))
+
+    def _commit(
+        self,
+        seqs: list[int],
+        records: Iterable[merge.MirrorRecord],
+        outcome: _Outcome,
+    ) -> None:
+        for record, desired in outcome.landed:
+            record.written = desired
+        now = _ts(_now())
+        try:
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                mirror.save(self.conn, records)
+                for record, _ in outcome.landed:
+                    deadletter.clear(self.conn, record.obj, record.key)
+                for record, sent, answer in outcome.refused:
+                    deadletter.add(
+                        self.conn,
+                        record.obj,
+                        record.key,
+                        sent,
+                        answer.error_code or "",
+                        answer.message or "",
+                    )
+                # Same statement as Outbox.done, inside this transaction so the
+                # mirror and the "done" marks commit together.
+                self.conn.executemany(
+                    "UPDATE outbox SET flushed_at = ? WHERE seq = ?",
+                    [(now, s) for s in seqs],
+                )
+                self._put("last_success", now)
+                usage = self.backend.usage()
+                if usage is not None:
+                    self._put("api_usage", _dump(usage))
+        except sqlite3.Error as err:
+            raise StateError(f"CRM flush cannot be recorded: {err}") from None
+        for record, _sent, answer in outcome.refused:
+            log.warning(
+                "CRM refused %s %s: %s %s",
+                record.obj,
+                record.key,
+                answer.error_code,
+                answer.message,
+            )
+
+    # -- small persistent state ----------------------------------------------
+
+    def _state(self) -> dict[str, str]:
+        rows = self.conn.execute("SELECT key, value FROM crm_sync_state").fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def _put(self, key: str, value: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO crm_sync_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _set(self, **values: str | None) -> None:
+        try:
+            with self.conn:
+                for key, value in values.items():
+                    self._put(key, value)
+        except sqlite3.Error as err:
+            raise StateError(f"CRM sync state cannot be written: {err}") from None
+
+    def _paused(self) -> tuple[str | None, str | None]:
+        kv = self._state()
+        until = kv.get("paused_until") or None
+        if until and until > _ts(_now()):
+            return until, kv.get("paused_reason")
+        return None, None
+
+    @staticmethod
+    def _usage(kv: Mapping[str, str]) -> Any:
+        return json.loads(kv["api_usage"]) if kv.get("api_usage") else None
+
+
+@dataclass
+class _Outcome:
+    landed: list[tuple[merge.MirrorRecord, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    refused: list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]] = field(
+        default_factory=list
+    )
+
+
+def _empty(offer: str) -> merge.MirrorRecord:
+    return merge.MirrorRecord(m.OFFER, offer)
+
+
+def _complete(
+    answers: Sequence[WriteResult], wire: Sequence[Mapping[str, Any]], ext: str
+) -> list[WriteResult]:
+    """One result per record sent; a missing answer counts as refused."""
+    out = list(answers[: len(wire)])
+    for record in wire[len(out) :]:
+        out.append(
+            WriteResult(
+                str(record.get(ext)),
+                False,
+                False,
+                "NO_RESULT",
+                "the CRM returned no result for this record",
+            )
+        )
+    return out
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class DryRunBackend:
+    """A backend that reads through to `inner` but only records writes
+    (for `replay --dry-run`): every upsert is reported as landed."""
+
+    def __init__(self, inner: CrmBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def existing_account_names(self, account_ids: Sequence[str]) -> dict[str, str]:
+        return self.inner.existing_account_names(account_ids)
+
+    def upsert(
+        self, obj: str, external_id_field: str, records: Sequence[Mapping[str, Any]]
+    ) -> list[WriteResult]:
+        return [WriteResult(str(r.get(external_id_field)), True) for r in records]
+
+    def fetch_all(self, obj: str) -> list[dict[str, Any]]:
+        return self.inner.fetch_all(obj)
+
+    def check(self) -> list[CheckLine]:
+        return self.inner.check()
+
+    def usage(self) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        self.inner.close()

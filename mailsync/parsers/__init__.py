@@ -1,10 +1,140 @@
-"""Parsers: raw inputs to normalized events (placeholder until the registry lands)."""
+"""Parsers: raw inputs to normalized events.
+
+Email entry points:
+
+- `parse_email(raw)` turns one RFC 5322 message into an `Event`. It never
+  raises for bad input: anything that is not a seller notification, or lacks
+  the fields its type must carry, is `Event.unrecognized(reason)`.
+- `email_view(raw)` is the parsed message (sender, subject, date, body text,
+  forward unwrapping) that the trust check also uses.
+- `EMAIL_PARSERS` is the explicit registry. Each parser has `name`, `kind`, a
+  cheap `matches(view)` and a pure `parse(view)`; exactly one may match a
+  message. Adding a parser = a module under `mailsync/parsers/` plus one line
+  here (see README, "Adding a parser").
+"""
 
 from __future__ import annotations
 
+import re
+
+from mailsync.errors import AmbiguousMatchError, ParseError
 from mailsync.event import Event
+from mailsync.parsers import (
+    agreement_cancelled,
+    agreement_failures,
+    agreement_replaced,
+    agreement_started,
+    disbursement_paused,
+    offer_accepted,
+    offer_published,
+    professional_services,
+    resale_authorization,
+    security_scan,
+)
+from mailsync.parsers.base import EmailParser, body_titles, normalize_title
+from mailsync.parsers.message import EmailView, email_view
+
+__all__ = [
+    "EMAIL_PARSERS",
+    "EmailParser",
+    "EmailView",
+    "email_view",
+    "match_email",
+    "parse_email",
+]
+
+EMAIL_PARSERS: tuple[EmailParser, ...] = (
+    offer_accepted.PARSER,
+    agreement_started.PARSER,
+    agreement_cancelled.PARSER,
+    agreement_replaced.PARSER,
+    agreement_failures.CREATION_FAILED,
+    agreement_failures.PAYMENT_FAILED,
+    offer_published.PARSER,
+    resale_authorization.CREATED,
+    resale_authorization.UPDATED,
+    resale_authorization.REVOKED,
+    resale_authorization.EXPIRED,
+    disbursement_paused.PARSER,
+    professional_services.PARSER,
+    security_scan.PARSER,
+)
+
+_AUTO_REPLY = re.compile(
+    r"^\s*(?:automatic reply|auto(?:matic)?[- ]?re(?:ply|sponse)|auto"
+    r"|out of (?:the )?office|abwesenheitsnotiz|r[ée]ponse automatique)\b",
+    re.I,
+)
+_BOUNCE = re.compile(
+    r"undeliver|delivery status notification|returned mail|mail delivery "
+    r"(?:failed|failure|subsystem)|delivery (?:has )?failed|failure notice",
+    re.I,
+)
+_DAEMONS = ("mailer-daemon@", "postmaster@")
+# Buyer-side Marketplace mail (the seller account also buys, or a buyer
+# forwards one): AWS buyer guide, "Email and chatbot notifications".
+_BUYER = re.compile(
+    r"(?:^|[:\]]\s*)(?:you|your)\b|renewal|renewed|expir|billing adjustment|refund"
+    r"|cancellation request|invoice|\bbill\b|billing statement",
+)
+
+
+def match_email(view: EmailView) -> EmailParser | None:
+    """The one parser whose type `view` is, or None; AmbiguousMatchError on two."""
+    title = normalize_title(view.subject)
+    found = [parser for parser in EMAIL_PARSERS if parser.matches_title(title)]
+    if not found:
+        # New-sender layouts may use a generic subject and repeat the title
+        # at the top of the body.
+        lines = body_titles(view)
+        found = [p for p in EMAIL_PARSERS if any(p.matches_title(x) for x in lines)]
+    if len(found) > 1:
+        names = " and ".join(parser.name for parser in found[:2])
+        raise AmbiguousMatchError(f"ambiguous: parsers {names} both match")
+    return found[0] if found else None
 
 
 def parse_email(raw: bytes) -> Event:
     """Parse one RFC 5322 message; never raises for bad input."""
-    return Event.unrecognized("no email parser is registered yet")
+    try:
+        view = email_view(raw)
+    except Exception as exc:  # mail-parser on hostile bytes; the input is bad
+        return Event.unrecognized(f"unreadable message: {type(exc).__name__}")
+
+    def unrecognized(reason: str) -> Event:
+        return Event.unrecognized(
+            reason, source_id=view.message_id, occurred_at=view.date
+        )
+
+    reason = _not_a_notification(view)
+    if reason is not None:
+        return unrecognized(reason)
+    try:
+        parser = match_email(view)
+    except AmbiguousMatchError as exc:
+        return unrecognized(str(exc))
+    if parser is None:
+        title = normalize_title(view.subject)
+        if _BUYER.search(title):
+            return unrecognized(
+                f"buyer-side or billing mail, not a seller event: {view.subject!r}"
+            )
+        return unrecognized(f"no parser matches subject {view.subject!r}")
+    try:
+        return parser.parse(view)
+    except ParseError as exc:
+        return unrecognized(str(exc))
+
+
+def _not_a_notification(view: EmailView) -> str | None:
+    """Why `view` is mail about a notification rather than one, or None."""
+    sender = view.from_address or ""
+    if view.content_type == "multipart/report" or sender.startswith(_DAEMONS):
+        return "bounce (delivery status notification)"
+    if not view.forwarded and _BOUNCE.search(view.outer_subject):
+        return "bounce (delivery status notification)"
+    if view.auto_submitted == "auto-replied" or _AUTO_REPLY.match(view.outer_subject):
+        return f"auto-reply: {view.outer_subject!r}"
+    if view.is_reply:
+        return f"a reply, not a notification: {view.outer_subject!r}"
+    return None

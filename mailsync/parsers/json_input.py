@@ -1,0 +1,147 @@
+"""Dispatch for JSON inputs: SNS, EventBridge, and the SQS wrappers around them.
+
+Export: `parse_json(data, *, sqs_sent_at=None) -> Event`. It accepts
+
+- an SNS envelope (HTTP/SQS body form, or a Lambda record with it under `Sns`);
+- a bare Marketplace SNS message (SNS raw message delivery);
+- an EventBridge event (also when an SNS Notification carries it as its
+  `Message`, as when an EventBridge rule targets an SNS topic);
+- an SQS message whose body holds one of those: the boto3 `ReceiveMessage`
+  shape (`Body`, `Attributes.SentTimestamp`) or the Lambda SQS record shape
+  (`body`, `attributes.SentTimestamp`), and a Lambda `{"Records": [...]}`
+  batch of exactly one record.
+
+It never raises for bad content: anything it cannot use is an `unrecognized`
+event with a reason. The channel of an input that is not even valid JSON is a
+guess (`eventbridge` if the text mentions `detail-type`, else `sns`), because
+those are the only two channels that arrive as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from mailsync.event import Channel, Event
+from mailsync.parsers.eventbridge import is_eventbridge_event, parse_eventbridge
+from mailsync.parsers.sns import is_bare_message, normalize_envelope, parse_sns
+
+__all__ = ["parse_json"]
+
+# SQS wrappers nest at most once (an SQS body holds an SNS envelope or an
+# event); the bound keeps a hostile input from recursing without end.
+_MAX_DEPTH = 3
+
+
+def parse_json(data: bytes | str, *, sqs_sent_at: datetime | None = None) -> Event:
+    """The event for one JSON input (see the module docstring for the shapes).
+
+    `sqs_sent_at` is the queue's sent time, used as `occurred_at` of a bare SNS
+    message (which has no timestamp); an SQS wrapper's own `SentTimestamp` is
+    used when this is not given.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            return Event.unrecognized(
+                f"JSON input is not UTF-8 ({err.reason} at byte {err.start})",
+                channel=_guess_channel(data.decode("latin-1")),
+            )
+    else:
+        text = data
+    return _parse_text(text, sqs_sent_at, depth=0)
+
+
+def _parse_text(text: str, sqs_sent_at: datetime | None, *, depth: int) -> Event:
+    try:
+        obj = json.loads(text)
+    except ValueError as err:
+        return Event.unrecognized(
+            f"not valid JSON ({err})", channel=_guess_channel(text)
+        )
+    except RecursionError:
+        return Event.unrecognized(
+            "JSON nested too deeply", channel=_guess_channel(text)
+        )
+    return _parse_obj(obj, sqs_sent_at, depth=depth)
+
+
+def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
+    if not isinstance(obj, Mapping):
+        return Event.unrecognized(
+            f"JSON input is a {type(obj).__name__}, not an object",
+            channel=Channel.SNS,
+        )
+    if is_eventbridge_event(obj):
+        return parse_eventbridge(obj)
+    envelope = normalize_envelope(obj)
+    if envelope is not None:
+        inner = _event_in_notification(envelope)
+        if inner is not None:
+            return parse_eventbridge(inner)
+    if envelope is not None or is_bare_message(obj):
+        return parse_sns(obj, sqs_sent_at=sqs_sent_at)
+    records = obj.get("Records")
+    if isinstance(records, list):
+        if len(records) != 1:
+            return Event.unrecognized(
+                f"a batch of {len(records)} records; save one record per file",
+                channel=Channel.SNS,
+            )
+        if depth >= _MAX_DEPTH:
+            return Event.unrecognized(
+                "SQS wrappers nested too deeply", channel=Channel.SNS
+            )
+        return _parse_obj(records[0], sqs_sent_at, depth=depth + 1)
+    body_key = "Body" if "Body" in obj else "body" if "body" in obj else None
+    if body_key is not None:
+        if depth >= _MAX_DEPTH:
+            return Event.unrecognized(
+                "SQS wrappers nested too deeply", channel=Channel.SNS
+            )
+        sent = sqs_sent_at or _sent_timestamp(obj)
+        body = obj[body_key]
+        if isinstance(body, str):
+            return _parse_text(body, sent, depth=depth + 1)
+        return _parse_obj(body, sent, depth=depth + 1)
+    return Event.unrecognized(
+        "JSON object is not an SNS message, an EventBridge event or an SQS message",
+        channel=Channel.SNS,
+    )
+
+
+def _event_in_notification(envelope: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The EventBridge event an SNS Notification carries, if it carries one.
+
+    An EventBridge rule may target an SNS topic that feeds the queue; the SNS
+    `Message` is then the event JSON, which is parsed as the event it is.
+    """
+    if envelope.get("Type") != "Notification":
+        return None
+    message = envelope.get("Message")
+    if isinstance(message, str):
+        try:
+            message = json.loads(message)
+        except (ValueError, RecursionError):
+            return None
+    return message if is_eventbridge_event(message) else None
+
+
+def _sent_timestamp(message: Mapping[str, Any]) -> datetime | None:
+    """SQS `SentTimestamp` (epoch milliseconds, as a string) of a wrapper."""
+    attributes = message.get("Attributes") or message.get("attributes")
+    if not isinstance(attributes, Mapping):
+        return None
+    value = attributes.get("SentTimestamp")
+    try:
+        millis = int(str(value))
+        return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _guess_channel(text: str) -> Channel:
+    return Channel.EVENTBRIDGE if "detail-type" in text else Channel.SNS

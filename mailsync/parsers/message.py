@@ -1,0 +1,276 @@
+"""The parsed view of one email: headers, body text, forward unwrapping.
+
+`email_view(raw)` is the single place that reads MIME. It uses mail-parser
+(the project's MIME library; it decodes RFC 2047 headers, quoted-printable,
+base64 and the declared charset, and normalizes `Date` to UTC). The result is
+an immutable `EmailView` that parsers and the trust check share.
+
+Inline forwards: when the body holds a forward marker (Gmail's "----------
+Forwarded message ---------", Apple Mail's "Begin forwarded message:",
+Outlook's "-----Original Message-----" or a bare "From:/Sent:/Subject:"
+block), the view's `text` is the quoted original below the header block,
+`subject` the original's subject and `original_date` its date. Lines quoted
+with `>` are unquoted. The forwarding message's own sender is `forwarder`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import mailparser
+
+from mailsync.parsers.htmltext import html_to_text
+
+
+@dataclass(frozen=True, slots=True)
+class EmailView:
+    """What parsers and the trust check need from one message."""
+
+    subject: str  #: the subject to classify (the original's when forwarded)
+    outer_subject: str  #: the received message's own Subject
+    from_address: str | None  #: the received message's sender, lower case
+    from_name: str | None
+    date: datetime | None  #: the received message's Date, UTC
+    message_id: str | None  #: without angle brackets
+    text: str  #: body text to extract from (text/plain, else HTML as text)
+    alt_text: str  #: the HTML part as text when `text` came from text/plain
+    forwarded: bool
+    forwarder: str | None  #: sender of the forwarding message when forwarded
+    original_from: str | None  #: "From:" of the forward block, as written
+    original_date: datetime | None  #: date of the forward block, UTC
+    content_type: str  #: top-level MIME type, lower case
+    auto_submitted: str  #: Auto-Submitted header, lower case ("" if absent)
+    is_reply: bool  #: the outer subject starts with "Re:" (and not "Fwd:")
+
+    @property
+    def occurred_at(self) -> datetime | None:
+        """The original's date when the forward block gives one, else `date`."""
+        return self.original_date or self.date
+
+
+_FWD_PREFIX = re.compile(r"^\s*(?:(?:fwd?|fw|tr|wg|rv|enc)\s*:\s*|\[fwd?:?\s*)+", re.I)
+_RE_PREFIX = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.I)
+_MARKERS = re.compile(
+    r"^[>\s]*(?:-{2,}\s*Forwarded message\s*-{2,}|Begin forwarded message:?"
+    r"|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded by .*|_{8,})\s*$",
+    re.I | re.M,
+)
+# Outlook puts no marker line: the block starts at "From:" and has "Sent:".
+_OUTLOOK = re.compile(
+    r"^[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
+    re.I | re.M,
+)
+_HEADER_LINE = re.compile(
+    r"^(From|Sent|Date|Subject|To|Cc|Bcc|Reply-To|Importance)\s*:\s*(.*)$", re.I
+)
+_QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?", re.M)
+
+
+def email_view(raw: bytes) -> EmailView:
+    """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it."""
+    mail = mailparser.parse_from_bytes(raw)
+    message = mail.message
+    outer_subject = " ".join(str(mail.subject or "").split())
+    from_name, from_address = _sender(mail.from_)
+    date = _aware(mail.date)
+    raw_date = message.get("Date")
+    plain = "\n".join(str(part) for part in mail.text_plain)
+    html = "\n".join(str(part) for part in mail.text_html)
+    if plain.strip():
+        text = plain
+        alt_text = html_to_text(html) if html.strip() else ""
+    else:
+        text = html_to_text(html) if html.strip() else ""
+        alt_text = ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    original = _unwrap_forward(text)
+    # "Fwd:" without a marker (forwarded as an attachment, or a client that
+    # pastes the body bare) still means the sender is not the original author.
+    forwarded = original is not None or bool(_FWD_PREFIX.match(outer_subject))
+    subject = _FWD_PREFIX.sub("", outer_subject).strip()
+    original_from = None
+    original_date = None
+    if original is not None:
+        text, block = original
+        alt = _unwrap_forward(alt_text) if alt_text else None
+        alt_text = alt[0] if alt else ""
+        subject = _FWD_PREFIX.sub("", block.get("subject", "")).strip() or subject
+        original_from = block.get("from") or None
+        original_date = _block_date(block.get("date") or block.get("sent"), raw_date)
+    message_id = str(mail.message_id or "").strip().strip("<>").strip() or None
+    return EmailView(
+        subject=subject,
+        outer_subject=outer_subject,
+        from_address=from_address,
+        from_name=from_name,
+        date=date,
+        message_id=message_id,
+        text=_QUOTE.sub("", text),
+        alt_text=_QUOTE.sub("", alt_text),
+        forwarded=forwarded,
+        forwarder=from_address if forwarded else None,
+        original_from=original_from,
+        original_date=original_date,
+        content_type=message.get_content_type().lower(),
+        auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
+        is_reply=bool(_RE_PREFIX.match(outer_subject)),
+    )
+
+
+def _sender(value: Any) -> tuple[str | None, str | None]:
+    if isinstance(value, list) and value:
+        name, address = value[0]
+        return (str(name) or None), (str(address).strip().lower() or None)
+    return None, None
+
+
+def _aware(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    moment: datetime = value
+    if moment.tzinfo is None:  # mail-parser gives UTC; make it explicit
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _unwrap_forward(text: str) -> tuple[str, dict[str, str]] | None:
+    """The innermost forwarded original in `text` and its header block."""
+    found: tuple[str, dict[str, str]] | None = None
+    for _ in range(4):  # a forward of a forward: keep the innermost original
+        marker = _MARKERS.search(text)
+        outlook = _OUTLOOK.search(text)
+        if marker is None and outlook is None:
+            break
+        if marker is not None and (
+            outlook is None or marker.start() <= outlook.start()
+        ):
+            start = marker.end()
+        else:
+            assert outlook is not None
+            start = outlook.start()
+        body, block = _split_block(_QUOTE.sub("", text[start:]))
+        if not block and found is not None:
+            break
+        found = (body, block)
+        text = body
+    return found
+
+
+def _split_block(text: str) -> tuple[str, dict[str, str]]:
+    """Split the forward's header block (From/Date/Subject/...) from the body."""
+    block: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    last = ""
+    while i < len(lines):
+        line = lines[i].strip()
+        if not line:
+            if block:  # the blank line after the headers ends the block
+                i += 1
+                break
+            i += 1
+            continue
+        match = _HEADER_LINE.match(line)
+        if match:
+            last = match.group(1).lower()
+            block.setdefault(last, match.group(2).strip())
+        elif block and last == "to" and "@" in line:
+            pass  # a wrapped recipient list
+        else:
+            break
+        i += 1
+    return "\n".join(lines[i:]), block
+
+
+_TZ_NAMES = {
+    "UTC": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5,
+    "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "CET": 1, "CEST": 2,
+    "BST": 1, "IST": 5.5, "JST": 9,
+}  # fmt: skip
+_LOOSE_DATE = re.compile(
+    r"(?:(?P<mon1>[A-Za-z]{3,9})\.?\s+(?P<d1>\d{1,2}),?|(?P<d2>\d{1,2})\s+(?P<mon2>[A-Za-z]{3,9})\.?,?)"
+    r"\s+(?P<y>\d{4}),?\s*(?:at\s+)?(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?"
+    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?\s*(?P<tz>[A-Z]{1,4}|[+-]\d{2}:?\d{2})?"
+)
+_MONTHS = (
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+)
+
+
+def _block_date(value: str | None, outer_raw_date: Any) -> datetime | None:
+    """The forward block's date in UTC.
+
+    RFC 5322 dates carry their offset. Mail clients' forward headers
+    ("Tue, Mar 3, 2026 at 2:07 PM") often do not; those are read in the
+    offset of the forwarding message's own Date header, which the same client
+    wrote in the same local time zone, else as UTC.
+    """
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC).replace(microsecond=0)
+    except (TypeError, ValueError, IndexError):
+        pass
+    match = _LOOSE_DATE.search(value)
+    if match is None:
+        return None
+    mon = (match.group("mon1") or match.group("mon2") or "")[:3].lower()
+    if mon not in _MONTHS:
+        return None
+    hour = int(match.group("h"))
+    ampm = (match.group("ampm") or "").lower().replace(".", "")
+    if ampm == "pm" and hour < 12:
+        hour += 12
+    elif ampm == "am" and hour == 12:
+        hour = 0
+    tz = _tz(match.group("tz"), outer_raw_date)
+    try:
+        local = datetime(
+            int(match.group("y")),
+            _MONTHS.index(mon) + 1,
+            int(match.group("d1") or match.group("d2")),
+            hour,
+            int(match.group("mi")),
+            int(match.group("s") or 0),
+            tzinfo=tz,
+        )
+    except ValueError:
+        return None
+    return local.astimezone(UTC)
+
+
+def _tz(name: str | None, outer_raw_date: Any) -> timezone:
+    if name:
+        if name in _TZ_NAMES:
+            return timezone(timedelta(hours=_TZ_NAMES[name]))
+        offset = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
+        if offset:
+            sign = -1 if offset.group(1) == "-" else 1
+            minutes = int(offset.group(2)) * 60 + int(offset.group(3))
+            return timezone(sign * timedelta(minutes=minutes))
+    if outer_raw_date:
+        try:
+            outer = email.utils.parsedate_to_datetime(str(outer_raw_date))
+            if outer.tzinfo is not None:
+                delta = outer.utcoffset() or timedelta(0)
+                return timezone(delta)
+        except (TypeError, ValueError, IndexError):
+            pass
+    return UTC

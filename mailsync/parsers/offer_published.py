@@ -1,0 +1,26 @@
+"""`offer.published`: private offers and CPPOs published.
+
+Titles (seller guide, "Email notifications", Offers table): "Private offer
+published" (to the ISV or the channel partner that published it, so the role
+is unknown unless a party is named) and "AWS Marketplace Channel Partner
+private offer published" (one revision: "Channel Partner Private Offer
+Published"): the ISV copy names the channel partner and lists "Customer AWS
+account IDs" (plural); the channel partner copy names the ISV.
+"""
+
+from __future__ import annotations
+
+from mailsync.event import Kind
+from mailsync.parsers.base import EmailParser, title_pattern
+
+PARSER = EmailParser(
+    name="offer_published",
+    kind=Kind.OFFER_PUBLISHED,
+    subject=title_pattern(
+        "Private offer published",
+        "AWS Marketplace private offer published",
+        "Channel Partner private offer published",
+        "AWS Marketplace Channel Partner private offer published",
+    ),
+    required=("offer_id",),
+)

@@ -1,0 +1,239 @@
+"""One input through parse → trust → sink → ledger, shared by every source.
+
+`Pipeline.handle(raw, sink, source=..., key=...)` never raises for a bad input:
+
+1. Over `[security] max_message_bytes` → `rejected` (quarantined), unparsed.
+2. Already finished in the ledger under this key → its old outcome (no work).
+   Finished under another key with the same SHA-256 or Message-ID (UIDVALIDITY
+   change, a renamed file) → that outcome is copied, nothing is re-submitted.
+3. ``kind="email"``: `mailsync.parsers.parse_email`; ``kind="json"``:
+   `mailsync.parsers.json_input.parse_json` (SNS / EventBridge bodies).
+4. A recognized email event goes through `security.email_trust.check_email`.
+5. Recognized and not rejected → `sink.submit(event)` (durable on return; False
+   = a delivery already seen, which also counts as handled) → `synced`.
+   Unrecognized → `unrecognized`, rejected → `rejected`; both quarantined.
+   `TransientError` (DNS down, …) → `failed`: recorded and retried later.
+6. The outcome is committed to the ledger *after* the sink, so an input whose
+   outcome is final is never lost; the caller marks its input only afterwards.
+
+`StateError` (the state store cannot be written) is the one exception that
+propagates: the caller must stop and leave the input unmarked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from typing import Literal
+
+from mailsync import ledger as L
+from mailsync.config import Settings
+from mailsync.crm.outbox import Outbox
+from mailsync.errors import StateError, TransientError
+from mailsync.event import Event, Trust
+from mailsync.ledger import Ledger
+from mailsync.log import kv
+from mailsync.sink import Sink
+
+log = logging.getLogger(__name__)
+
+InputKind = Literal["email", "json"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one input."""
+
+    outcome: str  #: synced | unrecognized | rejected | failed
+    reason: str | None = None
+    event: Event | None = None
+    duplicate: bool = False  #: the sink had this delivery already
+    message_id: str | None = None
+    sha256: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.outcome in L.FINAL
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID header without angle brackets (headers only, cheap)."""
+    try:
+        headers = BytesHeaderParser().parsebytes(raw[:65536])
+        value = headers.get("Message-ID")
+    except Exception:  # a malformed header block must not stop the batch
+        return None
+    if not value:
+        return None
+    return str(value).strip().strip("<>").strip() or None
+
+
+class Pipeline:
+    """Parse, trust-check, submit and record inputs for any source."""
+
+    def __init__(self, settings: Settings, ledger: Ledger) -> None:
+        self.settings = settings
+        self.ledger = ledger
+
+    def handle(
+        self,
+        raw: bytes,
+        sink: Sink,
+        *,
+        source: str,
+        key: str,
+        kind: InputKind = "email",
+        origin: str = "",
+    ) -> Outcome:
+        """Process one input and commit its outcome to the ledger."""
+        digest = sha256_hex(raw)
+        done = self.ledger.finished(source, key)
+        if done is not None and self.ledger.finished_hash(source, key) == digest:
+            return Outcome(done, "already handled", sha256=digest)
+        # (a finished key with other bytes is a file rewritten in place: new input)
+        message_id = header_message_id(raw) if kind == "email" else None
+        limit = self.settings.security.max_message_bytes
+        if len(raw) > limit:
+            reason = (
+                f"message is {len(raw)} bytes, over [security] max_message_bytes"
+                f" = {limit}"
+            )
+            return self._record(
+                source, key, message_id, digest, L.REJECTED, reason, None, kind
+            )
+        earlier = self.ledger.seen_before(source, message_id, digest)
+        if earlier is not None:
+            old_outcome, old_reason = earlier
+            self.ledger.record(source, key, message_id, digest, old_outcome, old_reason)
+            return Outcome(
+                old_outcome,
+                old_reason,
+                duplicate=True,
+                message_id=message_id,
+                sha256=digest,
+            )
+        try:
+            event = self._parse(raw, kind)
+            message_id = event.source_id or message_id
+            if not event.recognized:
+                return self._record(
+                    source,
+                    key,
+                    message_id,
+                    digest,
+                    L.UNRECOGNIZED,
+                    event.reason,
+                    raw,
+                    kind,
+                    event,
+                )
+            if event.trust is Trust.REJECTED:
+                return self._record(
+                    source,
+                    key,
+                    message_id,
+                    digest,
+                    L.REJECTED,
+                    event.reason,
+                    raw,
+                    kind,
+                    event,
+                )
+            new = self._submit(sink, event, origin)
+        except StateError:
+            raise
+        except TransientError as err:
+            return self._record(
+                source, key, message_id, digest, L.FAILED, str(err), None, kind
+            )
+        except Exception as err:  # one bad input never stops the batch
+            log.exception("input failed", extra=kv(source=source, key=key))
+            reason = f"internal error: {type(err).__name__}: {err}"
+            return self._record(
+                source, key, message_id, digest, L.FAILED, reason, None, kind
+            )
+        self.ledger.record(
+            source,
+            key,
+            message_id,
+            digest,
+            L.SYNCED,
+            None if new else "duplicate delivery",
+        )
+        log.info(
+            "synced",
+            extra=kv(
+                source=source,
+                key=key,
+                kind=str(event.kind),
+                message_id=message_id,
+                duplicate=not new or None,
+            ),
+        )
+        return Outcome(L.SYNCED, None, event, not new, message_id, digest)
+
+    def too_big(self, size: int) -> bool:
+        return size > self.settings.security.max_message_bytes
+
+    def reject_oversize(self, source: str, key: str, size: int) -> Outcome:
+        """Quarantine an input known (from its size alone) to be over the limit,
+        without fetching it; the same outcome `handle` gives for the bytes."""
+        done = self.ledger.finished(source, key)
+        if done is not None:
+            return Outcome(done, "already handled")
+        limit = self.settings.security.max_message_bytes
+        reason = f"message is {size} bytes, over [security] max_message_bytes = {limit}"
+        return self._record(
+            source, key, None, f"size:{size}", L.REJECTED, reason, None, "email"
+        )
+
+    def _parse(self, raw: bytes, kind: InputKind) -> Event:
+        if kind == "json":
+            from mailsync.parsers import json_input  # lands with the SNS parsers
+
+            parse_json = getattr(json_input, "parse_json")  # noqa: B009
+            event: Event = parse_json(raw)
+            return event
+        from mailsync.parsers import parse_email
+        from mailsync.security.email_trust import check_email
+
+        event = parse_email(raw)
+        if event.recognized:
+            event = check_email(raw, event, self.settings.security)
+        return event
+
+    @staticmethod
+    def _submit(sink: Sink, event: Event, origin: str) -> bool:
+        if isinstance(sink, Outbox):  # the outbox also records where it came from
+            return sink.submit(event, origin=origin)
+        return sink.submit(event)
+
+    def _record(
+        self,
+        source: str,
+        key: str,
+        message_id: str | None,
+        digest: str,
+        outcome: str,
+        reason: str | None,
+        raw: bytes | None,
+        kind: InputKind,
+        event: Event | None = None,
+    ) -> Outcome:
+        reason = " ".join((reason or outcome).split())
+        self.ledger.record(
+            source, key, message_id, digest, outcome, reason, raw=raw, input_kind=kind
+        )
+        level = logging.WARNING if outcome == L.FAILED else logging.INFO
+        log.log(
+            level,
+            outcome,
+            extra=kv(source=source, key=key, reason=reason, message_id=message_id),
+        )
+        return Outcome(outcome, reason, event, False, message_id, digest)

@@ -1,0 +1,218 @@
+"""DKIM verification of raw email (RFC 6376) with dkimpy and dnspython.
+
+`verify_signatures(raw, dnsfunc, wanted=...)` checks each `DKIM-Signature`
+header of a message and returns one `Signature` per header: its `d=`/`s=`, and
+whether it verified or why not. Only signatures whose `d=` the caller `wanted`
+are checked against DNS, so an irrelevant signature (AWS mail also carries one
+from `amazonses.com`) never costs a look-up or a DNS failure.
+
+`resolver_dnsfunc(servers, timeout)` builds the DNS function dkimpy calls as
+`dnsfunc(name: bytes, timeout=...) -> bytes | None`. Unlike dkimpy's own
+look-up, it tells "no key" (NXDOMAIN, no TXT record: the signature fails for
+good) from "DNS unavailable" (timeout, SERVFAIL from every server, no resolver:
+`TransientError`, so the message stays pending and is checked again later).
+Tests inject their own function serving a locally generated key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dkim
+import dns.exception
+import dns.resolver
+
+from mailsync.errors import TransientError
+
+_MISSING_KEY = "missing public key"
+
+
+class DnsFunc(Protocol):
+    """The TXT look-up dkimpy calls: `name` is like b"sel._domainkey.example."."""
+
+    def __call__(self, name: bytes, timeout: int | float = 5) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The outcome for one DKIM-Signature header."""
+
+    domain: str  #: `d=`, lower-case, no trailing dot ("" if unreadable)
+    selector: str  #: `s=`
+    passed: bool
+    checked: bool  #: False when skipped (its domain was not wanted)
+    error: str | None = None  #: why it failed, one line ("body hash mismatch")
+
+
+class _Collect:
+    """A stand-in for dkimpy's logger that keeps its error messages.
+
+    Some failures (missing key, DNS errors) are only logged by dkimpy, not
+    raised; a private object per verification keeps threads apart.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def isEnabledFor(self, level: int) -> bool:  # the logging.Logger API name
+        return level >= logging.ERROR
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.errors.append(str(msg) % args if args else str(msg))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return str(value)
+
+
+def signature_count(raw: bytes) -> int:
+    """How many DKIM-Signature headers the message carries."""
+    return len(_signature_tags(raw))
+
+
+def _signature_tags(raw: bytes) -> list[tuple[str, str]]:
+    """(d=, s=) per DKIM-Signature header, read without verifying anything."""
+    out: list[tuple[str, str]] = []
+    try:
+        headers = dkim.DKIM(raw).headers
+    except Exception:  # dkimpy rejects some malformed header blocks outright
+        return out
+    for name, value in headers:
+        if name.lower() != b"dkim-signature":
+            continue
+        try:
+            tags = dkim.util.parse_tag_value(value)
+        except Exception:
+            out.append(("", ""))
+            continue
+        domain = _text(tags.get(b"d", b"")).strip().lower().rstrip(".")
+        out.append((domain, _text(tags.get(b"s", b"")).strip()))
+    return out
+
+
+def verify_signatures(
+    raw: bytes,
+    dnsfunc: DnsFunc,
+    *,
+    wanted: Callable[[str], bool] = lambda domain: True,
+    timeout: float = 5.0,
+) -> list[Signature]:
+    """Verify each DKIM signature of `raw` whose `d=` satisfies `wanted`.
+
+    Return one `Signature` per header, in header order. Raise `TransientError`
+    when none passed and a wanted signature could not be checked because DNS
+    was unavailable.
+    """
+    results: list[Signature] = []
+    unavailable: TransientError | None = None
+    for idx, (domain, selector) in enumerate(_signature_tags(raw)):
+        if not domain or not wanted(domain):
+            results.append(Signature(domain, selector, False, False, "not checked"))
+            continue
+        try:
+            passed, error = _verify_one(raw, idx, dnsfunc, timeout)
+        except TransientError as err:
+            # Another signature may still pass; decide once all are seen.
+            unavailable = err
+            results.append(Signature(domain, selector, False, True, str(err)))
+            continue
+        results.append(Signature(domain, selector, passed, True, error))
+    if unavailable is not None and not any(r.passed for r in results):
+        raise unavailable
+    return results
+
+
+def _verify_one(
+    raw: bytes, idx: int, dnsfunc: DnsFunc, timeout: float
+) -> tuple[bool, str | None]:
+    collector = _Collect()
+    try:
+        verifier = dkim.DKIM(raw, logger=collector, timeout=timeout)
+        ok = bool(verifier.verify(idx=idx, dnsfunc=dnsfunc))
+    except TransientError:
+        raise
+    except dkim.DKIMException as err:
+        return False, _reason(str(err))
+    except Exception as err:  # malformed input that dkimpy does not wrap
+        return False, _reason(f"malformed signature ({type(err).__name__}: {err})")
+    if ok:
+        return True, None
+    if collector.errors:
+        return False, _reason(collector.errors[-1])
+    return False, "signature does not verify"
+
+
+def _reason(message: str) -> str:
+    """A short, one-line failure reason (drops dkimpy's hash dumps)."""
+    message = " ".join(message.split())
+    if message.startswith("body hash mismatch"):
+        return "body hash mismatch"
+    if message.startswith(_MISSING_KEY):
+        return "no public key published in DNS"
+    return message[:200]
+
+
+# -- DNS ----------------------------------------------------------------------
+
+
+def resolver_dnsfunc(
+    servers: Sequence[str] = (), timeout: float = 5.0, *, port: int = 53
+) -> DnsFunc:
+    """A dkimpy DNS function using dnspython, `servers` (empty: the system's).
+
+    NXDOMAIN or no TXT record returns None (dkimpy then fails the signature
+    for "missing public key"); a timeout, every server failing (SERVFAIL) or
+    no usable resolver raises `TransientError`, because the key may well
+    exist and the message must be checked again later, not rejected.
+    """
+    resolver: dns.resolver.Resolver | None = None
+
+    def get_resolver() -> dns.resolver.Resolver:
+        nonlocal resolver
+        if resolver is None:
+            try:
+                resolver = dns.resolver.Resolver(configure=not servers)
+            except dns.resolver.NoResolverConfiguration as err:
+                raise TransientError(
+                    f"DKIM key look-up: no DNS resolver configured ({err}); "
+                    "set [security] dns_servers"
+                ) from None
+            if servers:
+                resolver.nameservers = list(servers)
+                resolver.port = port
+        return resolver
+
+    def lookup(name: bytes, timeout: int | float = timeout) -> bytes | None:
+        qname = _text(name)
+        try:
+            answer = get_resolver().resolve(
+                qname, "TXT", lifetime=float(timeout), raise_on_no_answer=False
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except dns.exception.Timeout:
+            raise TransientError(
+                f"DKIM key look-up for {qname} timed out after {timeout} s"
+            ) from None
+        except dns.resolver.NoNameservers:
+            raise TransientError(
+                f"DKIM key look-up for {qname}: no DNS server answered (SERVFAIL)"
+            ) from None
+        except dns.exception.DNSException as err:
+            raise TransientError(f"DKIM key look-up for {qname}: {err}") from None
+        if answer.rrset is None:
+            return None
+        for rdata in answer.rrset:
+            # A TXT record may be split in several strings (RFC 6376 3.6.2.2).
+            return b"".join(rdata.strings)
+        return None
+
+    return lookup
