@@ -86,7 +86,7 @@ class EmailParser:
         """The event for `msg`; ParseError when no required field is present."""
         found = extract(msg.text)
         event = self._build(msg, found)
-        if not self._complete(event) and msg.alt_text:
+        if not self._complete(event) and msg.alt_html:
             # A text/plain part that only says "view this in HTML": try HTML.
             event = self._build(msg, extract(msg.alt_text))
         if not self._complete(event):

@@ -95,6 +95,7 @@ _PAIR_RE = re.compile(
 )
 # A line holding only a label (value on the next line), colon optional.
 _ALONE_RE = re.compile(r"(?P<label>" + _ALT + r")\s*(?:\(s\))?\s*[:：]?", re.IGNORECASE)
+_ALONE_MAX = max(map(len, LABELS)) + 16
 # "Label<TAB>value" / "Label    value": a plain-text table without colons.
 _GAP_RE = re.compile(
     r"(?P<label>" + _ALT + r")(?:\(s\))?[*_]*(?: {2,}|\t+)(?P<value>\S.*)", re.I
@@ -137,15 +138,18 @@ def extract(text: str) -> dict[str, list[str]]:
         i += 1
         if not line:
             continue
-        alone = _ALONE_RE.fullmatch(line)
+        # Cheap tests first: most body lines are prose without a colon.
+        alone = _ALONE_RE.fullmatch(line) if len(line) <= _ALONE_MAX else None
         if alone is not None:
             key = _key(alone.group("label"))
             value, i = _next_value(lines, i, key)
             if value is not None:
                 out.setdefault(key, []).append(value)
             continue
-        pairs = list(_PAIR_RE.finditer(line))
+        pairs = list(_PAIR_RE.finditer(line)) if ":" in line or "：" in line else []
         if not pairs:
+            if "\t" not in line and "  " not in line:
+                continue
             gap = _GAP_RE.match(line)
             if gap is not None:
                 key = _key(gap.group("label"))
@@ -153,7 +157,8 @@ def extract(text: str) -> dict[str, list[str]]:
             continue
         for n, match in enumerate(pairs):
             end = pairs[n + 1].start() if n + 1 < len(pairs) else len(line)
-            value = line[match.end() : end].strip(" |,;")
+            # A tab inside a value is a column boundary (HTML layout cells).
+            value = line[match.end() : end].strip(" \t|,;").split("\t")[0].strip()
             key = _key(match.group("label"))
             if not value and n + 1 == len(pairs):
                 found, i = _next_value(lines, i, key)

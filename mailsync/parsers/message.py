@@ -37,7 +37,7 @@ class EmailView:
     date: datetime | None  #: the received message's Date, UTC
     message_id: str | None  #: without angle brackets
     text: str  #: body text to extract from (text/plain, else HTML as text)
-    alt_text: str  #: the HTML part as text when `text` came from text/plain
+    alt_html: str  #: the HTML part when `text` came from text/plain, else ""
     forwarded: bool
     forwarder: str | None  #: sender of the forwarding message when forwarded
     original_from: str | None  #: "From:" of the forward block, as written
@@ -45,6 +45,18 @@ class EmailView:
     content_type: str  #: top-level MIME type, lower case
     auto_submitted: str  #: Auto-Submitted header, lower case ("" if absent)
     is_reply: bool  #: the outer subject starts with "Re:" (and not "Fwd:")
+
+    @property
+    def alt_text(self) -> str:
+        """The HTML alternative as text (forward unwrapped), computed on demand:
+        most messages never need it, and HTML conversion is the costly step."""
+        if not self.alt_html.strip():
+            return ""
+        text = html_to_text(self.alt_html)
+        if self.forwarded:
+            original = _unwrap_forward(text)
+            text = original[0] if original else text
+        return _QUOTE.sub("", text)
 
     @property
     def occurred_at(self) -> datetime | None:
@@ -81,11 +93,9 @@ def email_view(raw: bytes) -> EmailView:
     plain = "\n".join(str(part) for part in mail.text_plain)
     html = "\n".join(str(part) for part in mail.text_html)
     if plain.strip():
-        text = plain
-        alt_text = html_to_text(html) if html.strip() else ""
+        text, alt_html = plain, html
     else:
-        text = html_to_text(html) if html.strip() else ""
-        alt_text = ""
+        text, alt_html = (html_to_text(html) if html.strip() else ""), ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     original = _unwrap_forward(text)
     # "Fwd:" without a marker (forwarded as an attachment, or a client that
@@ -96,8 +106,6 @@ def email_view(raw: bytes) -> EmailView:
     original_date = None
     if original is not None:
         text, block = original
-        alt = _unwrap_forward(alt_text) if alt_text else None
-        alt_text = alt[0] if alt else ""
         subject = _FWD_PREFIX.sub("", block.get("subject", "")).strip() or subject
         original_from = block.get("from") or None
         original_date = _block_date(block.get("date") or block.get("sent"), raw_date)
@@ -110,7 +118,7 @@ def email_view(raw: bytes) -> EmailView:
         date=date,
         message_id=message_id,
         text=_QUOTE.sub("", text),
-        alt_text=_QUOTE.sub("", alt_text),
+        alt_html=alt_html,
         forwarded=forwarded,
         forwarder=from_address if forwarded else None,
         original_from=original_from,
