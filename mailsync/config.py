@@ -538,3 +538,30 @@ def read_secret(*, env: str, file: str, what: str) -> str:
             return value
         raise ConfigError(f"{what}: environment variable {env} is not set")
     raise ConfigError(f"{what}: set a *_env or *_file key for this secret")
+
+
+def warn_if_world_readable(path: Path | None) -> bool:
+    """Log a warning when the config file at `path` is readable by others.
+
+    The file holds no secrets itself, but it names where they are and how the
+    CRM is reached; `chmod 640` (or 600) keeps it to the service's group.
+    Return True when the warning was logged.
+    """
+    import logging
+    import stat
+
+    if path is None:
+        return False
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & stat.S_IROTH:
+        return False
+    logging.getLogger("mailsync.config").warning(
+        "config file %s is readable by every user (mode %s); run: chmod o-r %s",
+        path,
+        stat.filemode(mode),
+        path,
+    )
+    return True

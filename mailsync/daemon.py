@@ -42,6 +42,7 @@ from mailsync.crm.sync import CrmSync
 from mailsync.errors import ConfigError, MailsyncError, StateError
 from mailsync.ledger import Ledger
 from mailsync.log import configure, kv
+from mailsync.metrics import start_metrics
 from mailsync.notify import sd_notify, watchdog_period
 from mailsync.pipeline import Pipeline
 from mailsync.sources.base import PassResult
@@ -97,6 +98,7 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        metrics_server = start_metrics(self.settings.metrics)
         self._start()
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         period = watchdog_period()
@@ -114,6 +116,8 @@ class Daemon:
         sd_notify("STOPPING=1")
         log.info("stopping")
         self._halt()
+        if metrics_server is not None:
+            metrics_server.close()
         if self.fatal:
             log.critical(self.fatal)
             return 1

@@ -99,6 +99,19 @@ def quarantined(source: str, count: int = 1) -> None:
     _QUARANTINED.labels(source=source).inc(count)
 
 
+def outcome(source: str, outcome: str) -> None:
+    """Count one input's final pipeline outcome (ledger vocabulary).
+
+    "unrecognized" and "rejected" inputs are also quarantined.
+    """
+    if outcome == "unrecognized":
+        unrecognized(source)
+        quarantined(source)
+    elif outcome == "rejected":
+        rejected(source)
+        quarantined(source)
+
+
 def synced(backend: str, count: int = 1) -> None:
     _SYNCED.labels(backend=backend).inc(count)
 
@@ -110,6 +123,14 @@ def crm_call(backend: str, count: int = 1) -> None:
 def crm_error(backend: str, error: str) -> None:
     """A CRM call failed; `error` is a short class such as "transient"."""
     _CRM_ERRORS.labels(backend=backend, error=error).inc()
+
+
+def flushed(backend: str, written: int, pending: int, error: str | None = None) -> None:
+    """One CRM flush ended: `written` events landed, `pending` remain."""
+    synced(backend, written)
+    outbox_depth(pending)
+    if error is not None:
+        crm_error(backend, error)
 
 
 def outbox_depth(depth: int) -> None:

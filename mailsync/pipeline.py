@@ -29,6 +29,7 @@ from email.parser import BytesHeaderParser
 from typing import Literal
 
 from mailsync import ledger as L
+from mailsync import metrics
 from mailsync.config import Settings
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import StateError, TransientError
@@ -93,6 +94,7 @@ class Pipeline:
     ) -> Outcome:
         """Process one input and commit its outcome to the ledger."""
         digest = sha256_hex(raw)
+        metrics.fetched(source)
         done = self.ledger.finished(source, key)
         if done is not None and self.ledger.finished_hash(source, key) == digest:
             return Outcome(done, "already handled", sha256=digest)
@@ -202,8 +204,11 @@ class Pipeline:
             return event
         from mailsync.parsers import parse_email
         from mailsync.security.email_trust import check_email
+        from mailsync.security.limits import parse_with_timeout
 
-        event = parse_email(raw)
+        # A worker process with a time cap: a runaway parse cannot stall a source.
+        seconds = self.settings.security.parse_timeout_seconds
+        event = parse_with_timeout(parse_email, raw, seconds)
         if event.recognized:
             event = check_email(raw, event, self.settings.security)
         return event
@@ -230,6 +235,7 @@ class Pipeline:
         self.ledger.record(
             source, key, message_id, digest, outcome, reason, raw=raw, input_kind=kind
         )
+        metrics.outcome(source, outcome)
         level = logging.WARNING if outcome == L.FAILED else logging.INFO
         log.log(
             level,

@@ -64,14 +64,7 @@ def test_parent_by_external_id(backend: SalesforceBackend, emulator: Emulator) -
     results = backend.upsert(
         "AWS_Agreement__c",
         AGR,
-        agreements(1)
-        + [
-            {
-                AGR: "agmt-orphan",
-                "Status__c": "Active",
-                "Account__r": {ACC: "555555555555"},
-            }
-        ],
+        [*agreements(1), {AGR: "agmt-orphan", "Account__r": {ACC: "555555555555"}}],
     )
     assert [r.ok for r in results] == [True, False]
     assert results[1].error_code == "INVALID_FIELD" and "555555555555" in (

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     path = args.config or config.default_path()
     settings = config.load(path)
     configure(settings.log)
+    config.warn_if_world_readable(path)
     if not args.once:
         return Daemon(path, settings).run()
     stop = threading.Event()

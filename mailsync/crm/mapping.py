@@ -1,25 +1,15 @@
-"""The one pure mapping from events to CRM records, and the CRM names.
-
-This module is the only place where CRM object and field names appear. The
-names below are the defaults of the contract (section 4); the merge rules
-(`mailsync.crm.merge`) work on these *logical* names, and `CrmMapping` renames
-objects, fields and picklist values at the backend boundary, as configured in
-``[crm.salesforce] mapping``:
-
-```toml
-[crm.salesforce.mapping.objects]          # logical object -> CRM object
-AWS_Agreement__c = "My_Agreement__c"
-[crm.salesforce.mapping.fields.AWS_Agreement__c]   # logical field -> CRM field
-Status__c = "Stage__c"
-Margin__c = ""                            # "" = do not write this field
-[crm.salesforce.mapping.values.AWS_Agreement__c]   # picklist value renames
-Active = "Live"
-[crm.salesforce.mapping.extra_fields.AWS_Agreement__c]  # opt-in extra fields
-Product_Code__c = "product_code"          # CRM field = event key (section 2)
-```
+"""The one pure mapping from events to CRM records.
 
 `touches(event)` is pure: it says which records an event names, with which
-facts and which proposed status. It never decides what wins; merge does.
+facts and which proposed status. It never decides what wins; merge
+(`mailsync.crm.merge`) does, on the *logical* names of the default model.
+`event_key`, `event_version` and `summary` give each event its row key, its
+place in the order of events, and its one-line summary.
+
+The CRM's names live in `mailsync.crm.mapping_model` (the default model of
+the contract, section 4) and their configured renames in
+`mailsync.crm.mapping_config` (`CrmMapping`, ``[crm.salesforce] mapping``);
+every name of both stays importable from this module.
 """
 
 from __future__ import annotations
@@ -32,107 +22,68 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mailsync.errors import ConfigError
+from mailsync.crm.mapping_config import CrmMapping
+from mailsync.crm.mapping_model import (
+    ACCOUNT,
+    ACCOUNT_LOOKUP,
+    ACCOUNT_REF,
+    AGREEMENT,
+    AGREEMENT_RANK,
+    BOOLEAN_FIELDS,
+    EVENT,
+    EXTERNAL_ID,
+    FIELDS,
+    LAST_AT,
+    LAST_KIND,
+    NAME,
+    NUMBER_FIELDS,
+    OBJECTS,
+    OFFER,
+    OFFER_RANK,
+    OPPORTUNITY,
+    RANKS,
+    STATUS,
+    SUBSCRIPTION,
+    SUBSCRIPTION_RANK,
+    TABLE_COLUMNS,
+)
 from mailsync.event import Event, Kind, Money
 
-ACCOUNT = "Account"
-AGREEMENT = "AWS_Agreement__c"
-OFFER = "AWS_Offer__c"
-SUBSCRIPTION = "AWS_Subscription__c"
-EVENT = "AWS_Marketplace_Event__c"
-OPPORTUNITY = "Opportunity"
-
-#: Objects in dependency order: a parent before the records that look it up.
-OBJECTS: tuple[str, ...] = (ACCOUNT, AGREEMENT, OFFER, SUBSCRIPTION, EVENT)
-
-EXTERNAL_ID: dict[str, str] = {
-    ACCOUNT: "AWS_Account_ID__c",
-    AGREEMENT: "Agreement_ID__c",
-    OFFER: "Offer_ID__c",
-    SUBSCRIPTION: "Subscription_Key__c",
-    EVENT: "Event_Key__c",
-}
-
-NAME = "Name"
-STATUS = "Status__c"
-LAST_AT = "Last_Event_At__c"
-LAST_KIND = "Last_Event_Kind__c"
-ACCOUNT_LOOKUP = "Account__c"  #: lookup field; written as `Account__r`
-ACCOUNT_REF = "Account__r"
-
-#: Every field mailsync writes by default, per object (contract section 4).
-FIELDS: dict[str, tuple[str, ...]] = {
-    ACCOUNT: ("AWS_Account_ID__c", NAME),
-    AGREEMENT: tuple(
-        "Agreement_ID__c Name Status__c Account__c Customer_AWS_Account_ID__c "
-        "Customer_Name__c Offer_ID__c Offer_Name__c Product_ID__c Product_Name__c "
-        "Acceptance_Date__c Start_Date__c End_Date__c Purchase_Amount__c "
-        "Wholesale_Price__c Margin__c Currency__c Channel_Partner_Name__c "
-        "Channel_Partner_AWS_Account_ID__c ISV_Name__c ISV_AWS_Account_ID__c "
-        "Previous_Agreement_ID__c Last_Event_At__c Last_Event_Kind__c".split()
-    ),
-    OFFER: tuple(
-        "Offer_ID__c Name Status__c Product_ID__c Product_Name__c "
-        "Customer_AWS_Account_IDs__c Published_Date__c Expiration_Date__c "
-        "Opportunity_ID__c Wholesale_Price__c Currency__c Last_Event_At__c".split()
-    ),
-    SUBSCRIPTION: tuple(
-        "Subscription_Key__c Name Status__c Product_Code__c Customer_Identifier__c "
-        "Offer_ID__c Free_Trial__c Customer_AWS_Account_ID__c "
-        "Last_Entitlement_Update__c Last_Event_At__c".split()
-    ),
-    EVENT: tuple(
-        "Event_Key__c Name Kind__c Channel__c Source_ID__c Occurred_At__c "
-        "Agreement_ID__c Offer_ID__c Customer_AWS_Account_ID__c Summary__c".split()
-    ),
-}
+__all__ = [
+    "ACCOUNT",
+    "ACCOUNT_LOOKUP",
+    "ACCOUNT_REF",
+    "AGREEMENT",
+    "AGREEMENT_RANK",
+    "BOOLEAN_FIELDS",
+    "EVENT",
+    "EXTERNAL_ID",
+    "FIELDS",
+    "LAST_AT",
+    "LAST_KIND",
+    "NAME",
+    "NUMBER_FIELDS",
+    "OBJECTS",
+    "OFFER",
+    "OFFER_RANK",
+    "OPPORTUNITY",
+    "RANKS",
+    "STATUS",
+    "SUBSCRIPTION",
+    "SUBSCRIPTION_RANK",
+    "TABLE_COLUMNS",
+    "CrmMapping",
+    "Touch",
+    "agreement_status",
+    "event_digest",
+    "event_key",
+    "event_version",
+    "placeholder_name",
+    "summary",
+    "touches",
+]
 
 _CENT = Decimal("0.01")
-NUMBER_FIELDS = frozenset({"Purchase_Amount__c", "Wholesale_Price__c", "Margin__c"})
-BOOLEAN_FIELDS = frozenset({"Free_Trial__c"})
-
-#: The columns `mailsync records` shows in its table format (all in json/csv).
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    ACCOUNT: ("AWS_Account_ID__c", NAME),
-    AGREEMENT: tuple(
-        "Agreement_ID__c Status__c Customer_AWS_Account_ID__c Customer_Name__c "
-        "End_Date__c Purchase_Amount__c Currency__c".split()
-    ),
-    OFFER: tuple(
-        "Offer_ID__c Name Status__c Product_ID__c Customer_AWS_Account_IDs__c "
-        "Expiration_Date__c".split()
-    ),
-    SUBSCRIPTION: tuple(
-        "Subscription_Key__c Status__c Offer_ID__c Customer_AWS_Account_ID__c "
-        "Last_Event_At__c".split()
-    ),
-    EVENT: tuple("Event_Key__c Kind__c Channel__c Occurred_At__c Summary__c".split()),
-}
-
-# -- status values and ranks (contract section 4, "Status never rolls back") --
-
-AGREEMENT_RANK: dict[str, int] = {
-    "Active": 1,
-    "Payment Failed": 2,
-    "Cancelled": 3,
-    "Expired": 3,
-    "Terminated": 3,
-    "Renewed": 3,
-    "Replaced": 3,
-    "Creation Failed": 3,
-}
-OFFER_RANK: dict[str, int] = {"Published": 1, "Accepted": 2}
-SUBSCRIPTION_RANK: dict[str, int] = {
-    "Subscribe Failed": 1,
-    "Subscribed": 1,
-    "Unsubscribe Pending": 2,
-    "Unsubscribed": 3,
-}
-RANKS: dict[str, dict[str, int]] = {
-    AGREEMENT: AGREEMENT_RANK,
-    OFFER: OFFER_RANK,
-    SUBSCRIPTION: SUBSCRIPTION_RANK,
-}
 
 #: `agreement_status` (EventBridge / email) -> Status__c picklist value.
 _AGREEMENT_STATUS = {
@@ -436,106 +387,3 @@ def _with_extras(touch: Touch, event: Event, extras: Mapping[str, str]) -> Touch
     return Touch(
         touch.obj, touch.key, facts, touch.status, touch.reopens, touch.oldest_wins
     )
-
-
-class CrmMapping:
-    """Logical (contract) names <-> the CRM's names; identity by default."""
-
-    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        config = dict(config or {})
-        where = "[crm.salesforce] mapping"
-        unknown = set(config) - {"objects", "fields", "values", "extra_fields"}
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key {sorted(unknown)[0]!r}; use objects, fields, "
-                "values or extra_fields"
-            )
-        self.objects = _str_table(config.get("objects", {}), f"{where}.objects")
-        self.fields = _nested(config.get("fields", {}), f"{where}.fields")
-        self.values = _nested(config.get("values", {}), f"{where}.values")
-        self.extra_fields = _nested(
-            config.get("extra_fields", {}), f"{where}.extra_fields"
-        )
-        for name, table in (
-            ("objects", dict.fromkeys(self.objects)),
-            ("fields", self.fields),
-            ("values", self.values),
-            ("extra_fields", self.extra_fields),
-        ):
-            for obj in table:
-                if obj not in FIELDS and obj != OPPORTUNITY:
-                    raise ConfigError(
-                        f"{where}.{name}.{obj}: unknown object; valid: "
-                        + ", ".join(OBJECTS)
-                    )
-        for obj, renames in self.fields.items():
-            for f in renames:
-                if f not in FIELDS.get(obj, ()):
-                    raise ConfigError(
-                        f"{where}.fields.{obj}.{f}: unknown field; valid: "
-                        + ", ".join(FIELDS[obj])
-                    )
-                if f == EXTERNAL_ID.get(obj) and not renames[f]:
-                    raise ConfigError(
-                        f"{where}.fields.{obj}.{f}: the external ID cannot be "
-                        "switched off"
-                    )
-
-    def obj(self, logical: str) -> str:
-        return self.objects.get(logical, logical)
-
-    def field(self, obj: str, logical: str) -> str:
-        """The CRM name of a field; "" when switched off."""
-        return self.fields.get(obj, {}).get(logical, logical)
-
-    def external_id(self, obj: str) -> str:
-        return self.field(obj, EXTERNAL_ID[obj])
-
-    def to_crm(self, obj: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Rename a logical record for the CRM (fields, picklist values, and the
-        `Account__r` reference by external ID)."""
-        out: dict[str, Any] = {}
-        values = self.values.get(obj, {})
-        for name, value in record.items():
-            if name == ACCOUNT_REF:
-                lookup = self.field(obj, ACCOUNT_LOOKUP)
-                if lookup:
-                    ref = _relationship(lookup)
-                    out[ref] = {self.external_id(ACCOUNT): value[EXTERNAL_ID[ACCOUNT]]}
-                continue
-            crm = self.field(obj, name) if name in FIELDS[obj] else name
-            if not crm:
-                continue
-            out[crm] = values.get(value, value) if name == STATUS else value
-        return out
-
-    def from_crm(self, obj: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Rename a CRM record back to the contract's field names."""
-        back = {self.field(obj, f): f for f in FIELDS[obj] if self.field(obj, f)}
-        values = {v: k for k, v in self.values.get(obj, {}).items()}
-        out: dict[str, Any] = {}
-        for name, value in record.items():
-            logical = back.get(name, name)
-            out[logical] = values.get(value, value) if logical == STATUS else value
-        return out
-
-
-def _relationship(lookup_field: str) -> str:
-    """`Account__c` -> `Account__r`; a standard `AccountId` -> `Account`."""
-    if lookup_field.endswith("__c"):
-        return lookup_field[:-3] + "__r"
-    return lookup_field[:-2] if lookup_field.endswith("Id") else lookup_field
-
-
-def _str_table(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str) for v in value.values()
-    ):
-        raise ConfigError(f"{where}: expected a table of strings")
-    return dict(value)
-
-
-def _nested(value: Any, where: str) -> dict[str, dict[str, str]]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a table of tables")
-    return {k: _str_table(v, f"{where}.{k}") for k, v in value.items()}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailsync import metrics
 from mailsync.config import Settings
 from mailsync.crm import deadletter, merge, mirror
 from mailsync.crm import mapping as m
@@ -155,14 +156,17 @@ class CrmSync:
                 if len(batch) < self.batch_events:
                     break
         except CrmPausedError as err:
+            metrics.crm_error(self.settings.crm.backend, "paused")
             until_at = _ts(_now() + timedelta(seconds=self.pause_seconds))
             self._set(paused_until=until_at, paused_reason=str(err))
             self._set(last_error=f"{_ts(_now())} {err}")
             result.paused_reason = f"{err} (paused until {until_at})"
         except TransientError as err:
+            metrics.crm_error(self.settings.crm.backend, "transient")
             self._set(last_error=f"{_ts(_now())} {err}")
             result.paused_reason = str(err)
         result.pending = self.outbox.depth()
+        metrics.flushed(self.settings.crm.backend, result.written, result.pending)
         return result
 
     def retry_dead_letters(self) -> int:
@@ -253,6 +257,7 @@ class CrmSync:
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
+            metrics.crm_call(self.settings.crm.backend)
             answers = self.backend.upsert(crm_obj, ext, wire)
             result.writes.extend((obj, w) for w in wire)
             for (record, desired), sent, answer in zip(

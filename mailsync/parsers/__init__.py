@@ -86,8 +86,10 @@ def match_email(view: EmailView) -> EmailParser | None:
     if not found:
         # New-sender layouts may use a generic subject and repeat the title
         # at the top of the body.
-        lines = body_titles(view)
-        found = [p for p in EMAIL_PARSERS if any(p.matches_title(x) for x in lines)]
+        for line in body_titles(view):
+            found = [p for p in EMAIL_PARSERS if p.matches_title(line)]
+            if found:
+                break
     if len(found) > 1:
         names = " and ".join(parser.name for parser in found[:2])
         raise AmbiguousMatchError(f"ambiguous: parsers {names} both match")

@@ -16,13 +16,12 @@ the ISV. Kinds whose recipient the documentation leaves open use `None`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mailsync.errors import ParseError
-from mailsync.event import Channel, Event, Kind, Money, Role, Trust
+from mailsync.event import Channel, Event, Kind, Role, Trust
 from mailsync.parsers import values
 from mailsync.parsers.fields import extract
 from mailsync.parsers.message import EmailView
@@ -38,18 +37,39 @@ def normalize_title(text: str) -> str:
     return " ".join(text.lower().split()).rstrip(" .!")
 
 
-def title_pattern(*titles: str) -> re.Pattern[str]:
+class TitleMatcher:
     """Subjects that end with one of `titles`, after an optional prefix.
 
     The prefix must end with a separator (`Fwd:`, `[AWS Marketplace]`,
     `AWS Notification -`), so "You accepted an AWS Marketplace offer" never
-    matches "Customer accepted an AWS Marketplace offer".
+    matches "Customer accepted an AWS Marketplace offer". A product name may
+    follow after a separator or "for". Each title's last two words must occur
+    in the subject, a substring test that skips the regex for most subjects.
     """
-    alternation = "|".join(re.escape(normalize_title(t)) for t in titles)
-    return re.compile(_SEPARATOR + r"(?:" + alternation + r")" + _SUFFIX + "$")
+
+    __slots__ = ("keywords", "pattern")
+
+    def __init__(self, *titles: str) -> None:
+        normalized = [normalize_title(t) for t in titles]
+        alternation = "|".join(re.escape(t) for t in normalized)
+        self.pattern = re.compile(
+            _SEPARATOR + "(?:" + alternation + ")" + _SUFFIX + "$"
+        )
+        keywords = sorted({" ".join(t.split()[-2:]) for t in normalized})
+        self.keywords = re.compile("|".join(re.escape(k) for k in keywords))
+
+    def __call__(self, title: str) -> bool:
+        if self.keywords.search(title) is None:
+            return False
+        return self.pattern.match(title) is not None
 
 
-#: a predicate on the normalized subject, for kinds without a fixed title
+def title_pattern(*titles: str) -> TitleMatcher:
+    """A `TitleMatcher` for `titles` (see its docstring for the rules)."""
+    return TitleMatcher(*titles)
+
+
+#: a predicate on the normalized subject (lower case, single spaces)
 SubjectTest = Callable[[str], bool]
 
 
@@ -59,7 +79,7 @@ class EmailParser:
 
     name: str
     kind: Kind
-    subject: re.Pattern[str] | SubjectTest
+    subject: SubjectTest
     #: at least one of these event fields must be found, else ParseError
     required: tuple[str, ...]
     #: recipient when the email names neither the ISV nor the channel partner
@@ -67,8 +87,7 @@ class EmailParser:
     agreement_status: str | None = None
 
     def matches_title(self, title: str) -> bool:
-        if isinstance(self.subject, re.Pattern):
-            return self.subject.match(title) is not None
+        """Does the normalized subject (or body title line) name this type?"""
         return self.subject(title)
 
     def matches(self, msg: EmailView) -> bool:
@@ -98,32 +117,39 @@ class EmailParser:
         return any(_present(event, name) for name in self.required)
 
     def _build(self, msg: EmailView, found: dict[str, list[str]]) -> Event:
-        fields = Fields(found)
-        accounts = fields.accounts("customer_accounts")
-        opportunity = fields.one("opportunity_id", values.opaque_id)
-        resale = fields.one("resale_authorization_id", values.resale_authorization_id)
-        if resale is None and opportunity is not None:
-            resale = values.resale_authorization_id(opportunity)
-        currency = fields.one("currency", values.currency_code)
-        agreement = fields.one("agreement_id", values.agreement_id)
-        purchase = fields.money("purchase_amount", currency)
+        currency = _one(found.get("currency", ()), values.currency_code)
+        got: dict[str, Any] = {}
+        for key, raws in found.items():
+            if key in _MONEY:
+                got[key] = _one(raws, lambda raw: values.parse_money(raw, currency))
+            elif (convert := _CONVERT.get(key)) is not None:
+                got[key] = _one(raws, convert)
+        accounts: list[str] = []
+        for raw in found.get("customer_accounts", ()):
+            accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
+        opportunity = got.get("opportunity_id")
+        if got.get("resale_authorization_id") is None and opportunity is not None:
+            got["resale_authorization_id"] = values.resale_authorization_id(opportunity)
         if self.kind is Kind.AGREEMENT_REPLACED:
-            # "New agreement ID" / "New purchase amount" name the new agreement.
-            agreement = fields.one("new_agreement_id", values.agreement_id) or (
-                agreement if not fields.has("previous_agreement_id") else None
+            # "New agreement ID" / "New purchase amount" name the new agreement;
+            # a plain "Agreement ID" beside a previous one may be the old one.
+            old = "previous_agreement_id" in found
+            got["agreement_id"] = got.get("new_agreement_id") or (
+                None if old else got.get("agreement_id")
             )
-            purchase = fields.money("new_purchase_amount", currency) or purchase
-        isv_name = fields.one("isv_name", values.clean_text)
-        isv_account = fields.one("isv_account_id", values.account_id)
-        cp_name = fields.one("channel_partner_name", values.clean_text)
-        cp_account = fields.one("channel_partner_account_id", values.account_id)
-        if isv_name or isv_account:
+            got["purchase_amount"] = got.get("new_purchase_amount") or got.get(
+                "purchase_amount"
+            )
+        if got.get("isv_name") or got.get("isv_account_id"):
             role: Role | None = Role.CHANNEL_PARTNER
-        elif cp_name or cp_account:
+        elif got.get("channel_partner_name") or got.get("channel_partner_account_id"):
             role = Role.ISV
         else:
             role = self.default_role
-        end = fields.one("end_date", values.parse_date)
+        for key in _DATES:
+            if got.get(key) == values.NO_END:
+                got[key] = None  # JAN-1-9999: no end date, serialized as null
+        event_fields = {k: v for k, v in got.items() if k in _EVENT_KEYS}
         return Event(
             kind=self.kind,
             channel=Channel.EMAIL,
@@ -132,75 +158,70 @@ class EmailParser:
             recipient_role=role,
             customer_account_id=accounts[0] if len(accounts) == 1 else None,
             customer_account_ids=tuple(accounts),
-            customer_name=fields.one("customer_name", values.clean_text),
-            product_id=fields.one("product_id", values.product_id),
-            product_name=fields.one("product_name", values.clean_text),
-            offer_id=fields.one("offer_id", values.offer_id),
-            offer_name=fields.one("offer_name", values.clean_text),
-            agreement_id=agreement,
-            previous_agreement_id=fields.one(
-                "previous_agreement_id", values.agreement_id
-            ),
             agreement_status=self.agreement_status,
-            acceptance_date=_real(fields.one("acceptance_date", values.parse_date)),
-            start_date=_real(fields.one("start_date", values.parse_date)),
-            end_date=_real(end),
-            offer_published_date=_real(
-                fields.one("offer_published_date", values.parse_date)
-            ),
-            offer_expiration_date=_real(
-                fields.one("offer_expiration_date", values.parse_date)
-            ),
-            purchase_amount=purchase,
-            wholesale_price=fields.money("wholesale_price", currency),
-            margin=fields.money("margin", currency),
-            isv_name=isv_name,
-            isv_account_id=isv_account,
-            channel_partner_name=cp_name,
-            channel_partner_account_id=cp_account,
-            opportunity_id=opportunity,
-            resale_authorization_id=resale,
-            selling_authorization_duration=fields.one("duration", values.clean_text),
+            selling_authorization_duration=got.get("duration"),
             trust=Trust.UNVERIFIED,
-            resource_arn=fields.one("resource_arn", values.resource_arn),
             dedupe_ids=(msg.message_id,) if msg.message_id else (),
+            **event_fields,
         )
 
 
-class Fields:
-    """Raw label values with "exactly one distinct valid value" lookups."""
+def _one(raws: Iterable[str], convert: Callable[[str], T | None]) -> T | None:
+    """The one distinct valid value among `raws`, else None.
 
-    def __init__(self, found: dict[str, list[str]]) -> None:
-        self.found = found
-
-    def has(self, key: str) -> bool:
-        return key in self.found
-
-    def one(self, key: str, convert: Callable[[str], T | None]) -> T | None:
-        results: list[T] = []
-        for raw in self.found.get(key, ()):
-            value = convert(raw)
-            if value is not None and value not in results:
-                results.append(value)
-        # Two different values under one label (a repeated block that
-        # disagrees) is not clearly there: leave it unknown.
-        return results[0] if len(results) == 1 else None
-
-    def money(self, key: str, currency: str | None) -> Money | None:
-        return self.one(key, lambda raw: values.parse_money(raw, currency))
-
-    def accounts(self, key: str) -> list[str]:
-        out: list[str] = []
-        for raw in self.found.get(key, ()):
-            for account in values.account_ids(raw):
-                if account not in out:
-                    out.append(account)
-        return out
+    Two different values under one label (a repeated block that disagrees)
+    are not "clearly there": the field stays unknown.
+    """
+    result: T | None = None
+    for raw in raws:
+        value = convert(raw)
+        if value is None or value == result:
+            continue
+        if result is not None:
+            return None
+        result = value
+    return result
 
 
-def _real(value: date | None) -> date | None:
-    """Dates with year 9999 mean "no end" (JAN-1-9999) and serialize as null."""
-    return None if value is None or value == values.NO_END else value
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "customer_name": values.clean_text,
+    "product_id": values.product_id,
+    "product_name": values.clean_text,
+    "offer_id": values.offer_id,
+    "offer_name": values.clean_text,
+    "agreement_id": values.agreement_id,
+    "new_agreement_id": values.agreement_id,
+    "previous_agreement_id": values.agreement_id,
+    "acceptance_date": values.parse_date,
+    "start_date": values.parse_date,
+    "end_date": values.parse_date,
+    "offer_published_date": values.parse_date,
+    "offer_expiration_date": values.parse_date,
+    "isv_name": values.clean_text,
+    "isv_account_id": values.account_id,
+    "channel_partner_name": values.clean_text,
+    "channel_partner_account_id": values.account_id,
+    "opportunity_id": values.opaque_id,
+    "resale_authorization_id": values.resale_authorization_id,
+    "duration": values.clean_text,
+    "resource_arn": values.resource_arn,
+}
+_MONEY = frozenset(
+    {"purchase_amount", "new_purchase_amount", "wholesale_price", "margin"}
+)
+_DATES = ("acceptance_date", "start_date", "end_date", "offer_published_date",
+          "offer_expiration_date")  # fmt: skip
+#: extracted keys that are Event fields of the same name
+_EVENT_KEYS = frozenset(
+    {
+        "customer_name", "product_id", "product_name", "offer_id", "offer_name",
+        "agreement_id", "previous_agreement_id", "acceptance_date", "start_date",
+        "end_date", "offer_published_date", "offer_expiration_date",
+        "purchase_amount", "wholesale_price", "margin", "isv_name",
+        "isv_account_id", "channel_partner_name", "channel_partner_account_id",
+        "opportunity_id", "resale_authorization_id", "resource_arn",
+    }
+)  # fmt: skip
 
 
 def _present(event: Event, name: str) -> bool:

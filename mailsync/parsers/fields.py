@@ -7,10 +7,12 @@ leaves value checking to `values`:
 - labels match case- and whitespace-insensitively (tabs, non-breaking spaces);
 - the value follows a colon on the same line, or sits on the next non-empty
   line when the label stands alone (with or without its colon);
+- a line may also read `Label<TAB>value` or `Label   value` (two or more
+  spaces): a plain-text table without colons;
 - several `Label: value` pairs may share a line (`Product name: X   Product
-  ID: prod-...`); a pair starts at the line start or after whitespace, `|`,
-  `,` or `;`;
-- bullets (`*`, `-`, `•`) and table pipes before a label are ignored.
+  ID: prod-...`) when the line starts with a label;
+- bullets (`*`, `-`, `•`), quote marks (`>`) and table pipes before a label
+  are ignored, and so are `(s)` and `**` emphasis after it.
 
 `extract(text)` returns every value seen per canonical key, in order, so the
 caller can tell "one value" from "conflicting values".
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 #: label text (lower case, single spaces) -> canonical key
 LABELS: Mapping[str, str] = {
@@ -80,114 +83,169 @@ LABELS: Mapping[str, str] = {
 _LIST_KEYS = frozenset({"customer_accounts"})
 
 
-def _label_alternation() -> str:
-    parts = []
-    for label in sorted(LABELS, key=len, reverse=True):
-        parts.append(r"\s+".join(re.escape(word) for word in label.split()))
-    return "|".join(parts)
+def _alternation() -> str:
+    """Every label as one regex: a word trie (shared first words are tried
+    once), longest alternatives first, words joined by any spacing."""
+    root: dict[str, Any] = {}
+    for label in LABELS:
+        node = root
+        for word in label.split():
+            node = node.setdefault(word, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alternatives = []
+        for word, child in sorted(node.items(), key=lambda kv: -len(kv[0])):
+            if not word:
+                continue
+            rest = [w for w in child if w]
+            tail = ""
+            if rest:
+                tail = r"(?:[ \t]+" + emit(child) + ")" + ("?" if "" in child else "")
+            alternatives.append(re.escape(word) + tail)
+        return "(?:" + "|".join(alternatives) + ")"
+
+    return emit(root)
 
 
-_ALT = _label_alternation()
-# A label with its colon, anywhere a pair can start. "(s)" covers "ID(s)".
-_PAIR_RE = re.compile(
-    r"(?:^|(?<=[\s|,;]))(?P<label>" + _ALT + r")\s*(?:\(s\))?[*_]*\s*[:：]",
-    re.IGNORECASE,
+# One pass over the whole text finds the lines that start with a label; the
+# C regex engine skips prose lines, so cost grows with fields, not with text.
+_LEAD = r"[ \t>*•·|\-–]*"
+_TAIL = r"[ \t]*(?:\(s\))?[*_]*[ \t]*"
+_AFTER = (
+    r"(?:(?P<colon>[:：])(?P<rest>[^\n]*)|(?:\t|  )[ \t]*(?P<gap>[^\n]*\S)|[ \t]*$)"
 )
-# A line holding only a label (value on the next line), colon optional.
-_ALONE_RE = re.compile(r"(?P<label>" + _ALT + r")\s*(?:\(s\))?\s*[:：]?", re.IGNORECASE)
-_ALONE_MAX = max(map(len, LABELS)) + 16
-# "Label<TAB>value" / "Label    value": a plain-text table without colons.
-_GAP_RE = re.compile(
-    r"(?P<label>" + _ALT + r")(?:\(s\))?[*_]*(?: {2,}|\t+)(?P<value>\S.*)", re.I
+_LABEL_LINE_RE = re.compile(
+    r"^" + _LEAD + r"(?P<label>" + _alternation() + r")" + _TAIL + _AFTER,
+    re.IGNORECASE | re.MULTILINE,
 )
-_LEAD_RE = re.compile(r"^[\s>*•·|\-–]*")
+# The same, at a known position (is the line below a label a label itself?).
+_LABEL_AT_RE = re.compile(
+    r"(?:" + _alternation() + r")" + _TAIL + r"(?:[:：]|\t|  |[ \t]*$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+# The next non-empty line below a label, at most two blank lines down.
+_NEXT_RE = re.compile(r"[ \t]*\n(?:[ \t]*\n){0,2}" + _LEAD + r"(?P<value>[^\n]*\S)")
 _ACC = r"(?:\d{12}|\d{4}-\d{4}-\d{4})"
-_ACCOUNT_LINE_RE = re.compile(
-    r"\s*" + _ACC + r"(?:\s*(?:,|;|/|&|and)?\s*" + _ACC + r")*\s*[,;]?\s*"
+_ACCOUNT_LINES_RE = re.compile(
+    r"(?:[ \t]*\n[ \t]*" + _ACC + r"(?:[ \t]*(?:,|;|/|&|and)?[ \t]*" + _ACC + r")*"
+    r"[ \t]*[,;]?[ \t]*(?=\n|$))+"
 )
+_COLON_RE = re.compile(r"[:：]")
+_MAX_WORDS = max(len(label.split()) for label in LABELS) + 1
+#: last word of a label -> the word counts of labels ending with it, longest first
+_LENGTHS: dict[str, list[int]] = {}
+for _label in LABELS:
+    _LENGTHS.setdefault(_label.split()[-1], []).append(len(_label.split()))
+for _counts in _LENGTHS.values():
+    _counts.sort(reverse=True)
+#: the last n words of a segment (to locate a label found by look-up)
+_TAIL_RE = {
+    n: re.compile(r"\S+(?:\s+\S+){" + str(n - 1) + r"}\s*$") for n in range(1, 8)
+}
 # Zero-width and exotic spaces that HTML mail puts between label words.
 _SPACES = str.maketrans(
-    {"\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\t": " "}
+    {"\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": ""}
 )
 
 
-_TABLESS = dict(_SPACES)
-del _TABLESS[ord("\t")]
+_SPACE_CHARS = tuple(chr(code) for code in _SPACES)
 
 
-def _key(label: str) -> str:
-    return LABELS[" ".join(label.lower().split())]
+def _lookup(words: list[str]) -> str | None:
+    """The key of the label spelled by `words`, tolerating "(s)" and emphasis."""
+    label = " ".join(words).lower().strip("*_|,;")
+    if label.endswith("(s)"):
+        label = label[:-3].rstrip()
+    return LABELS.get(label)
 
 
-def normalize_text(text: str) -> list[str]:
-    """Lines of `text` with exotic spaces folded and leading bullets/quotes gone."""
-    lines = []
-    for line in text.translate(_TABLESS).splitlines():
-        lines.append(_LEAD_RE.sub("", line).rstrip())
-    return lines
+def _last_word(word: str) -> str:
+    word = word.lower().rstrip("*_")
+    return word[:-3] if word.endswith("(s)") else word
+
+
+def _pairs(rest: str) -> list[tuple[str, int, int]]:
+    """(key, label start, value start) for each further `Label:` in `rest`.
+
+    A label is the longest run of words right before a colon that spells a
+    known label; so "X   Product ID: prod-..." yields one at "Product".
+    """
+    found: list[tuple[str, int, int]] = []
+    start = 0
+    for colon in _COLON_RE.finditer(rest):
+        segment = rest[start : colon.start()]
+        start = colon.end()
+        words = segment.rsplit(None, _MAX_WORDS)
+        if len(words) > _MAX_WORDS:
+            del words[0]  # the head of a long segment: never part of a label
+        # Most colons (times, URLs, ARNs) end in a word no label ends with.
+        if not words or (counts := _LENGTHS.get(_last_word(words[-1]))) is None:
+            continue
+        for n in counts:
+            if n <= len(words) and (key := _lookup(words[-n:])) is not None:
+                tail = _TAIL_RE[n].search(segment)
+                if tail is not None and (
+                    tail.start() == 0 or segment[tail.start() - 1].isspace()
+                ):
+                    found.append(
+                        (key, colon.start() - len(segment) + tail.start(), start)
+                    )
+                    break
+    return found
 
 
 def extract(text: str) -> dict[str, list[str]]:
     """Every labelled value in `text`: canonical key -> raw values in order."""
-    lines = normalize_text(text)
+    if any(char in text for char in _SPACE_CHARS):
+        text = text.translate(_SPACES)
     out: dict[str, list[str]] = {}
-    count = len(lines)
-    i = 0
-    while i < count:
-        line = lines[i]
-        i += 1
-        if not line:
+    consumed = 0  # values taken from the line below a label are not labels
+
+    def add(key: str, value: str) -> None:
+        value = value.strip(" \t|,;")
+        if value:
+            out.setdefault(key, []).append(value)
+
+    for match in _LABEL_LINE_RE.finditer(text):
+        if match.start() < consumed:
             continue
-        # Cheap tests first: most body lines are prose without a colon.
-        alone = _ALONE_RE.fullmatch(line) if len(line) <= _ALONE_MAX else None
-        if alone is not None:
-            key = _key(alone.group("label"))
-            value, i = _next_value(lines, i, key)
-            if value is not None:
-                out.setdefault(key, []).append(value)
+        key = _lookup(match.group("label").split())
+        if key is None:  # pragma: no cover - the regex only matches labels
             continue
-        pairs = list(_PAIR_RE.finditer(line)) if ":" in line or "：" in line else []
-        if not pairs:
-            if "\t" not in line and "  " not in line:
-                continue
-            gap = _GAP_RE.match(line)
-            if gap is not None:
-                key = _key(gap.group("label"))
-                out.setdefault(key, []).append(gap.group("value").strip())
+        if match.group("gap") is not None:
+            add(key, _cell(match.group("gap")))
             continue
-        for n, match in enumerate(pairs):
-            end = pairs[n + 1].start() if n + 1 < len(pairs) else len(line)
-            # A tab inside a value is a column boundary (HTML layout cells).
-            value = line[match.end() : end].strip(" \t|,;").split("\t")[0].strip()
-            key = _key(match.group("label"))
-            if not value and n + 1 == len(pairs):
-                found, i = _next_value(lines, i, key)
-                value = found or ""
-            if value:
-                if key in _LIST_KEYS:
-                    while i < count and _ACCOUNT_LINE_RE.fullmatch(lines[i]):
-                        value += " " + lines[i]
-                        i += 1
-                out.setdefault(key, []).append(value)
+        rest = match.group("rest") or ""
+        pairs = _pairs(rest) if ":" in rest or "：" in rest else []
+        for n, (other, _, value_start) in enumerate(pairs):
+            end = pairs[n + 1][1] if n + 1 < len(pairs) else len(rest)
+            add(other, _cell(rest[value_start:end]))
+        value = _cell(rest[: pairs[0][1]] if pairs else rest)
+        if pairs or value:
+            if value and key in _LIST_KEYS:
+                value, consumed = _more_accounts(text, match.end(), value, consumed)
+            add(key, value)
+            continue
+        below = _NEXT_RE.match(text, match.end())
+        if below is None or _LABEL_AT_RE.match(text, below.start("value")):
+            continue
+        value, consumed = below.group("value"), below.end()
+        if key in _LIST_KEYS:
+            value, consumed = _more_accounts(text, below.end(), value, consumed)
+        add(key, value)
     return out
 
 
-def _next_value(lines: list[str], i: int, key: str) -> tuple[str | None, int]:
-    """The next non-empty line as a value, unless it is itself a label line."""
-    count = len(lines)
-    j = i
-    while j < count and not lines[j]:
-        j += 1
-        if j - i > 2:  # a value is never far below its label
-            return None, i
-    if j >= count:
-        return None, i
-    line = lines[j]
-    if _ALONE_RE.fullmatch(line) or _PAIR_RE.match(line):
-        return None, i
-    value = line
-    j += 1
-    while key in _LIST_KEYS and j < count and _ACCOUNT_LINE_RE.fullmatch(lines[j]):
-        value += " " + lines[j]
-        j += 1
-    return value, j
+def _cell(value: str) -> str:
+    """A value up to the first tab: a tab inside a value is a column boundary
+    (HTML layout cells rendered side by side)."""
+    return value.strip(" \t").split("\t")[0].strip()
+
+
+def _more_accounts(text: str, pos: int, value: str, consumed: int) -> tuple[str, int]:
+    """`value` plus the lines of bare account IDs right below `pos`."""
+    more = _ACCOUNT_LINES_RE.match(text, pos)
+    if more is None:
+        return value, consumed
+    return value + " " + " ".join(more.group().split()), more.end()

@@ -76,6 +76,8 @@ _OUTLOOK = re.compile(
     r"^[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
     re.I | re.M,
 )
+#: substrings every forward marker or header block contains (lower case)
+_FORWARD_HINTS = ("from:", "forward", "original message", "________")
 _HEADER_LINE = re.compile(
     r"^(From|Sent|Date|Subject|To|Cc|Bcc|Reply-To|Importance)\s*:\s*(.*)$", re.I
 )
@@ -89,14 +91,14 @@ def email_view(raw: bytes) -> EmailView:
     outer_subject = " ".join(str(mail.subject or "").split())
     from_name, from_address = _sender(mail.from_)
     date = _aware(mail.date)
-    raw_date = message.get("Date")
     plain = "\n".join(str(part) for part in mail.text_plain)
     html = "\n".join(str(part) for part in mail.text_html)
     if plain.strip():
         text, alt_html = plain, html
     else:
         text, alt_html = (html_to_text(html) if html.strip() else ""), ""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     original = _unwrap_forward(text)
     # "Fwd:" without a marker (forwarded as an attachment, or a client that
     # pastes the body bare) still means the sender is not the original author.
@@ -108,7 +110,9 @@ def email_view(raw: bytes) -> EmailView:
         text, block = original
         subject = _FWD_PREFIX.sub("", block.get("subject", "")).strip() or subject
         original_from = block.get("from") or None
-        original_date = _block_date(block.get("date") or block.get("sent"), raw_date)
+        original_date = _block_date(
+            block.get("date") or block.get("sent"), message.get("Date")
+        )
     message_id = str(mail.message_id or "").strip().strip("<>").strip() or None
     return EmailView(
         subject=subject,
@@ -117,7 +121,7 @@ def email_view(raw: bytes) -> EmailView:
         from_name=from_name,
         date=date,
         message_id=message_id,
-        text=_QUOTE.sub("", text),
+        text=_QUOTE.sub("", text) if ">" in text else text,
         alt_html=alt_html,
         forwarded=forwarded,
         forwarder=from_address if forwarded else None,
@@ -147,6 +151,9 @@ def _aware(value: object) -> datetime | None:
 
 def _unwrap_forward(text: str) -> tuple[str, dict[str, str]] | None:
     """The innermost forwarded original in `text` and its header block."""
+    low = text.lower()
+    if not any(hint in low for hint in _FORWARD_HINTS):
+        return None  # the common case, decided without the regexes
     found: tuple[str, dict[str, str]] | None = None
     for _ in range(4):  # a forward of a forward: keep the innermost original
         marker = _MARKERS.search(text)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from mailsync.event import Money
 
@@ -237,8 +237,10 @@ def parse_money(value: str, default_currency: str | None = None) -> Money | None
         return None
     amount, currency = found.pop()
     try:
-        return Money(amount, currency)
-    except ValueError:
+        # Cents, as the contract serializes them; an amount too large for
+        # Decimal's 28-digit context raises InvalidOperation (an ArithmeticError).
+        return Money(amount.quantize(Decimal("0.01"), ROUND_HALF_UP), currency)
+    except (ValueError, ArithmeticError):
         return None
 
 

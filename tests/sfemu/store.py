@@ -72,6 +72,8 @@ class Store:
         self.validators: list[Validator] = []
         self.lock = threading.RLock()
         self._seq = itertools.count(1)
+        #: (obj, field) -> lower-cased value -> record Ids, for external IDs
+        self.index: dict[tuple[str, str], dict[str, list[str]]] = {}
 
     # -- lookups --------------------------------------------------------------
     def obj(self, name: str) -> ObjectDef:
@@ -83,6 +85,10 @@ class Store:
 
     def find_by(self, obj: str, field: str, value: Any) -> list[dict[str, Any]]:
         want = str(value).lower()
+        f = self.schema[obj].fields.get(field)
+        if f is not None and f.external_id:
+            ids = self.index.get((obj, field), {}).get(want, [])
+            return [self.records[obj][i] for i in ids]
         return [
             r
             for r in self.records[obj].values()
@@ -228,6 +234,16 @@ class Store:
                         [ext],
                     )
             self.records[obj.name][old["Id"]] = old
+        for name, value in values.items():
+            f = obj.fields.get(name)
+            if f is not None and f.external_id and value is not None:
+                key = str(value).lower()
+                idx = self.index.setdefault((obj.name, name), {})
+                previous = old.get(name)
+                if previous is not None and str(previous).lower() != key:
+                    idx.get(str(previous).lower(), []).remove(old["Id"])
+                if old["Id"] not in idx.setdefault(key, []):
+                    idx[key].append(old["Id"])
         old.update(values)
         old["LastModifiedDate"] = old["SystemModstamp"] = now
         return old

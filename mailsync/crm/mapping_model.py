@@ -1,0 +1,110 @@
+"""The CRM model mailsync writes by default (contract section 4).
+
+The logical object and field names, the external ID of each object, the
+fields written per object, which fields are numbers or booleans, the columns
+`mailsync records` shows, and the rank of each status value (a status never
+rolls back to a lower rank). Everything else works on these logical names;
+`mailsync.crm.mapping_config.CrmMapping` renames them at the backend boundary.
+This module and the other `mailsync.crm.mapping*` modules are the only places
+where CRM object and field names appear.
+"""
+
+from __future__ import annotations
+
+ACCOUNT = "Account"
+AGREEMENT = "AWS_Agreement__c"
+OFFER = "AWS_Offer__c"
+SUBSCRIPTION = "AWS_Subscription__c"
+EVENT = "AWS_Marketplace_Event__c"
+OPPORTUNITY = "Opportunity"
+
+#: Objects in dependency order: a parent before the records that look it up.
+OBJECTS: tuple[str, ...] = (ACCOUNT, AGREEMENT, OFFER, SUBSCRIPTION, EVENT)
+
+EXTERNAL_ID: dict[str, str] = {
+    ACCOUNT: "AWS_Account_ID__c",
+    AGREEMENT: "Agreement_ID__c",
+    OFFER: "Offer_ID__c",
+    SUBSCRIPTION: "Subscription_Key__c",
+    EVENT: "Event_Key__c",
+}
+
+NAME = "Name"
+STATUS = "Status__c"
+LAST_AT = "Last_Event_At__c"
+LAST_KIND = "Last_Event_Kind__c"
+ACCOUNT_LOOKUP = "Account__c"  #: lookup field; written as `Account__r`
+ACCOUNT_REF = "Account__r"
+
+#: Every field mailsync writes by default, per object (contract section 4).
+FIELDS: dict[str, tuple[str, ...]] = {
+    ACCOUNT: ("AWS_Account_ID__c", NAME),
+    AGREEMENT: tuple(
+        "Agreement_ID__c Name Status__c Account__c Customer_AWS_Account_ID__c "
+        "Customer_Name__c Offer_ID__c Offer_Name__c Product_ID__c Product_Name__c "
+        "Acceptance_Date__c Start_Date__c End_Date__c Purchase_Amount__c "
+        "Wholesale_Price__c Margin__c Currency__c Channel_Partner_Name__c "
+        "Channel_Partner_AWS_Account_ID__c ISV_Name__c ISV_AWS_Account_ID__c "
+        "Previous_Agreement_ID__c Last_Event_At__c Last_Event_Kind__c".split()
+    ),
+    OFFER: tuple(
+        "Offer_ID__c Name Status__c Product_ID__c Product_Name__c "
+        "Customer_AWS_Account_IDs__c Published_Date__c Expiration_Date__c "
+        "Opportunity_ID__c Wholesale_Price__c Currency__c Last_Event_At__c".split()
+    ),
+    SUBSCRIPTION: tuple(
+        "Subscription_Key__c Name Status__c Product_Code__c Customer_Identifier__c "
+        "Offer_ID__c Free_Trial__c Customer_AWS_Account_ID__c "
+        "Last_Entitlement_Update__c Last_Event_At__c".split()
+    ),
+    EVENT: tuple(
+        "Event_Key__c Name Kind__c Channel__c Source_ID__c Occurred_At__c "
+        "Agreement_ID__c Offer_ID__c Customer_AWS_Account_ID__c Summary__c".split()
+    ),
+}
+
+NUMBER_FIELDS = frozenset({"Purchase_Amount__c", "Wholesale_Price__c", "Margin__c"})
+BOOLEAN_FIELDS = frozenset({"Free_Trial__c"})
+
+#: The columns `mailsync records` shows in its table format (all in json/csv).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    ACCOUNT: ("AWS_Account_ID__c", NAME),
+    AGREEMENT: tuple(
+        "Agreement_ID__c Status__c Customer_AWS_Account_ID__c Customer_Name__c "
+        "End_Date__c Purchase_Amount__c Currency__c".split()
+    ),
+    OFFER: tuple(
+        "Offer_ID__c Name Status__c Product_ID__c Customer_AWS_Account_IDs__c "
+        "Expiration_Date__c".split()
+    ),
+    SUBSCRIPTION: tuple(
+        "Subscription_Key__c Status__c Offer_ID__c Customer_AWS_Account_ID__c "
+        "Last_Event_At__c".split()
+    ),
+    EVENT: tuple("Event_Key__c Kind__c Channel__c Occurred_At__c Summary__c".split()),
+}
+
+# -- status values and ranks (contract section 4, "Status never rolls back") --
+
+AGREEMENT_RANK: dict[str, int] = {
+    "Active": 1,
+    "Payment Failed": 2,
+    "Cancelled": 3,
+    "Expired": 3,
+    "Terminated": 3,
+    "Renewed": 3,
+    "Replaced": 3,
+    "Creation Failed": 3,
+}
+OFFER_RANK: dict[str, int] = {"Published": 1, "Accepted": 2}
+SUBSCRIPTION_RANK: dict[str, int] = {
+    "Subscribe Failed": 1,
+    "Subscribed": 1,
+    "Unsubscribe Pending": 2,
+    "Unsubscribed": 3,
+}
+RANKS: dict[str, dict[str, int]] = {
+    AGREEMENT: AGREEMENT_RANK,
+    OFFER: OFFER_RANK,
+    SUBSCRIPTION: SUBSCRIPTION_RANK,
+}
