@@ -263,3 +263,25 @@ def test_update_opportunities(backend: SalesforceBackend, emulator: Emulator) ->
     ) == ("Closed Won", "agmt-1")
     assert by_offer["offer-c"]["StageName"] == "Negotiation"
     assert backend.update_opportunities([("offer-a", "agmt-1")]) == 0  # already set
+
+
+def test_checked_schema_is_exactly_what_the_mapping_writes() -> None:
+    from mailsync.crm import mapping as m
+    from mailsync.crm.salesforce_schema import expected_schema
+
+    specs = {s.name: s for s in expected_schema(m.CrmMapping(), opportunities=False)}
+    assert set(specs) == set(m.OBJECTS)
+    for obj, fields in m.FIELDS.items():
+        spec = specs[obj]
+        assert {spec.external_id, *spec.field_names()} == set(fields), obj
+
+
+def test_check_follows_mapping_renames(emulator: Emulator, sf_secrets: None) -> None:
+    mapping = {
+        "fields": {"AWS_Agreement__c": {"Margin__c": "", "Status__c": "Stage__c"}}
+    }
+    b = open_salesforce(sf_settings(emulator, mapping=mapping))
+    line = next(x for x in b.check() if x.name == "salesforce AWS_Agreement__c")
+    assert not line.ok
+    assert line.detail.startswith("missing fields: Stage__c;")
+    assert "Margin__c" not in line.detail
