@@ -65,10 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
-    qsub.add_parser("list", parents=[common], help="list quarantined inputs")
+    q = qsub.add_parser("list", parents=[common], help="list quarantined inputs")
+    q.add_argument("--format", choices=("table", "json"), default="table")
     q = qsub.add_parser("retry", parents=[common], help="process again")
     q.add_argument("id", nargs="?", metavar="ID")
     q.add_argument("--all", action="store_true", help="retry every entry")
+    q.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="send the records the CRM refused again",
+    )
     return parser
 
 

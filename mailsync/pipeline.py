@@ -195,6 +195,11 @@ class Pipeline:
             source, key, None, f"size:{size}", L.REJECTED, reason, None, "email"
         )
 
+    def evaluate(self, raw: bytes) -> Event:
+        """Parse and trust-check one email exactly as `handle` does, without
+        submitting or recording it (`mailsync quarantine retry`)."""
+        return self._parse(raw, "email")
+
     def _parse(self, raw: bytes, kind: InputKind) -> Event:
         if kind == "json":
             from mailsync.parsers import json_input  # lands with the SNS parsers

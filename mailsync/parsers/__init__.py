@@ -79,15 +79,56 @@ _BUYER = re.compile(
 )
 
 
+def _claimants(title: str) -> list[EmailParser]:
+    """Parsers that claim `title`. Only parsers with a title keyword among the
+    subject's words are asked, so a subject meets two or three parsers, not
+    all of them."""
+    index = _index()
+    candidates = set(index.always)
+    for word in title.split():
+        found = index.by_word.get(word.strip(_PUNCT))
+        if found:
+            candidates.update(found)
+    return [p for p in index.registry if p in candidates and p.matches_title(title)]
+
+
+_PUNCT = ".,:;!?()[]{}<>\"'-–—|"
+
+
+class _Index:
+    """Last word of each title keyword -> parsers (rebuilt if the registry
+    is replaced, e.g. in tests)."""
+
+    def __init__(self, registry: tuple[EmailParser, ...]) -> None:
+        self.registry = registry
+        self.by_word: dict[str, set[EmailParser]] = {}
+        self.always: list[EmailParser] = []
+        for parser in registry:
+            words = getattr(parser.subject, "last_words", None)
+            if not words:
+                self.always.append(parser)  # a predicate: always asked
+                continue
+            for word in words:
+                self.by_word.setdefault(word, set()).add(parser)
+
+
+_INDEX: list[_Index] = []
+
+
+def _index() -> _Index:
+    if not _INDEX or _INDEX[0].registry is not EMAIL_PARSERS:
+        _INDEX[:] = [_Index(EMAIL_PARSERS)]
+    return _INDEX[0]
+
+
 def match_email(view: EmailView) -> EmailParser | None:
     """The one parser whose type `view` is, or None; AmbiguousMatchError on two."""
-    title = normalize_title(view.subject)
-    found = [parser for parser in EMAIL_PARSERS if parser.matches_title(title)]
+    found = _claimants(normalize_title(view.subject))
     if not found:
         # New-sender layouts may use a generic subject and repeat the title
         # at the top of the body.
         for line in body_titles(view):
-            found = [p for p in EMAIL_PARSERS if p.matches_title(line)]
+            found = _claimants(line)
             if found:
                 break
     if len(found) > 1:

@@ -47,7 +47,7 @@ class TitleMatcher:
     in the subject, a substring test that skips the regex for most subjects.
     """
 
-    __slots__ = ("keywords", "pattern")
+    __slots__ = ("keywords", "last_words", "pattern")
 
     def __init__(self, *titles: str) -> None:
         normalized = [normalize_title(t) for t in titles]
@@ -56,6 +56,8 @@ class TitleMatcher:
             _SEPARATOR + "(?:" + alternation + ")" + _SUFFIX + "$"
         )
         keywords = sorted({" ".join(t.split()[-2:]) for t in normalized})
+        #: the last word of each title: a registry index key
+        self.last_words = frozenset(t.split()[-1] for t in normalized)
         self.keywords = re.compile("|".join(re.escape(k) for k in keywords))
 
     def __call__(self, title: str) -> bool:

@@ -150,6 +150,8 @@ _SPACES = str.maketrans(
 
 
 _SPACE_CHARS = tuple(chr(code) for code in _SPACES)
+#: label as written -> key (a bounded memo of `_lookup`)
+_SEEN: dict[str, str] = {}
 
 
 def _lookup(words: list[str]) -> str | None:
@@ -210,9 +212,14 @@ def extract(text: str) -> dict[str, list[str]]:
     for match in _LABEL_LINE_RE.finditer(text):
         if match.start() < consumed:
             continue
-        key = _lookup(match.group("label").split())
-        if key is None:  # pragma: no cover - the regex only matches labels
-            continue
+        label = match.group("label")
+        key = _SEEN.get(label)
+        if key is None:
+            key = _lookup(label.split())
+            if key is None:  # pragma: no cover - the regex only matches labels
+                continue
+            if len(_SEEN) < 4096:  # spellings repeat from mail to mail
+                _SEEN[label] = key
         if match.group("gap") is not None:
             add(key, _cell(match.group("gap")))
             continue
