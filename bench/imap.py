@@ -22,16 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from dovecot import Dovecot  # noqa: E402
-from mail import offer_accepted  # noqa: E402
+from dovecot import Dovecot
+from mail import offer_accepted
 
-from mailsync import config  # noqa: E402
-from mailsync.crm.outbox import Outbox  # noqa: E402
-from mailsync.ledger import Ledger  # noqa: E402
-from mailsync.parsers import parse_email  # noqa: E402
-from mailsync.pipeline import Pipeline  # noqa: E402
-from mailsync.sources.imap import ImapSource  # noqa: E402
-from mailsync.statedb import open_db  # noqa: E402
+from mailsync import config
+from mailsync.crm.outbox import Outbox
+from mailsync.ledger import Ledger
+from mailsync.parsers import parse_email
+from mailsync.pipeline import Pipeline
+from mailsync.sources.imap import ImapSource
+from mailsync.statedb import open_db
 
 
 def rss_mb() -> float:
@@ -101,17 +101,21 @@ def backfill(server: Dovecot, user: str, n: int, tmp: Path) -> tuple[float, floa
 
 def idle_latency(server: Dovecot, user: str, tmp: Path, count: int = 50) -> list[float]:
     state = tmp / "idle.sqlite3"
-    source, outbox = source_for(server, user, state)
     stop = threading.Event()
+    ready = threading.Event()
 
-    def loop() -> None:
+    def loop() -> None:  # sqlite connections belong to the thread that opens them
+        source, outbox = source_for(server, user, state)
         while not stop.is_set():
             source.run_pass(outbox, stop)
+            ready.set()
             source.wait_for_input(540, stop)
+        source.close()
 
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()
-    time.sleep(1.0)  # logged in and idling
+    ready.wait(10)
+    time.sleep(0.2)  # in IDLE
     watcher = Outbox(open_db(state))
     latencies = []
     with server.client(user) as c:
@@ -123,7 +127,6 @@ def idle_latency(server: Dovecot, user: str, tmp: Path, count: int = 50) -> list
             latencies.append(time.perf_counter() - t0)
     stop.set()
     worker.join(5)
-    source.close()
     return latencies
 
 

@@ -12,7 +12,10 @@ and in the same run, it times:
 - full: `mailsync.parsers.parse_email` (MIME + classify + extract + normalize).
 
 Prints both rates (events/s, best of several rounds) and the ratio
-full/baseline; the goal is >= 0.8 (extraction adds at most a quarter).
+full/baseline; the goal is >= 0.8 (extraction adds at most a quarter). Two
+runs: the fixture bytes as stored (about 1 KB, no transport headers) and the
+same mails as delivered, with the Received/DKIM/SES headers a real
+notification carries in front (MIME cost grows with them, extraction does not).
 
 Usage: .venv/bin/python bench/parse.py [--count N] [--rounds R]
 """
@@ -20,6 +23,7 @@ Usage: .venv/bin/python bench/parse.py [--count N] [--rounds R]
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import re
 import string
@@ -69,6 +73,43 @@ def corpus(count: int, seed: int = 1) -> list[bytes]:
     return out
 
 
+def _transport_headers(n: int) -> bytes:
+    """Headers a delivered notification carries (Amazon SES relays, two DKIM
+    signatures, authentication results), as in runtime.md's measurements."""
+    sig = base64.b64encode(random.Random(n).randbytes(256)).decode()
+    lines = [
+        f"Received: from a{n}-12.smtp-out.amazonses.com (a{n}-12.smtp-out.amazonses.com "
+        f"[54.240.8.{n % 250}]) by mx.example-isv.com with ESMTPS id {n:08x}; "
+        "Tue, 03 Mar 2026 14:07:12 +0000",
+    ]
+    for hop in range(4):
+        lines.append(
+            f"Received: from mta{hop}.internal.example-isv.com (10.0.{hop}.{n % 250}) by "
+            f"relay{hop}.example-isv.com with LMTP id {n:06x}{hop}; "
+            "Tue, 03 Mar 2026 14:07:13 +0000"
+        )
+    for domain in ("amazonses.com", "marketplace.aws"):
+        lines.append(
+            f"DKIM-Signature: v=1; a=rsa-sha256; q=dns/txt; c=relaxed/simple;\n"
+            f"\ts=224i4yxa5dv7c2xz3womw6peuasteono; d={domain}; t=1772546831;\n"
+            "\th=From:To:Subject:MIME-Version:Content-Type:Message-ID:Date:Feedback-ID;\n"
+            f"\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\n\tb={sig[:76]}\n\t{sig[76:]}"
+        )
+    lines += [
+        "Authentication-Results: mx.example-isv.com; dkim=pass header.d=amazonses.com; "
+        "spf=pass smtp.mailfrom=amazonses.com; dmarc=pass header.from=marketplace.aws",
+        f"Feedback-ID: 1.us-east-1.{n:010d}=:AmazonSES",
+        "X-SES-Outgoing: 2026.03.03-54.240.8.12",
+        "List-Unsubscribe: <https://aws.amazon.com/marketplace/management/notifications>",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def delivered(mails: list[bytes]) -> list[bytes]:
+    """`mails` as they arrive: with transport headers in front."""
+    return [_transport_headers(n) + raw for n, raw in enumerate(mails)]
+
+
 def baseline(raw: bytes) -> int:
     mail = mailparser.parse_from_bytes(raw)
     seen = (mail.subject, mail.from_, mail.date, mail.message_id)
@@ -95,20 +136,25 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    mails = corpus(args.count)
-    kinds = Counter(parse_email(raw).kind.value for raw in mails)
-    size = sum(map(len, mails)) / len(mails)
-    print(f"corpus: {len(mails)} emails, {len(kinds)} kinds, mean {size:,.0f} bytes")
+    bodies = corpus(args.count)
+    kinds = Counter(parse_email(raw).kind.value for raw in bodies)
+    print(f"corpus: {len(bodies)} emails, {len(kinds)} kinds")
     print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    # Interleave the two measurements so machine noise hits both alike.
-    base_rates, full_rates = [], []
-    for _ in range(args.rounds):
-        base_rates.append(rate(baseline, mails, 1))
-        full_rates.append(rate(full, mails, 1))
-    base, fast = max(base_rates), max(full_rates)
-    print(f"baseline mail-parser parse + reads: {base:,.0f} emails/s")
-    print(f"full parse_email (classify+extract): {fast:,.0f} events/s")
-    print(f"ratio full/baseline: {fast / base:.2f} (goal >= 0.80)")
+    for label, mails in (
+        ("as stored in fixtures (no transport headers)", bodies),
+        ("as delivered (Received, DKIM, SES headers)", delivered(bodies)),
+    ):
+        size = sum(map(len, mails)) / len(mails)
+        print(f"\n{label}: mean {size:,.0f} bytes")
+        # Interleave the two measurements so machine noise hits both alike.
+        base_rates, full_rates = [], []
+        for _ in range(args.rounds):
+            base_rates.append(rate(baseline, mails, 1))
+            full_rates.append(rate(full, mails, 1))
+        base, fast = max(base_rates), max(full_rates)
+        print(f"  baseline mail-parser parse + reads: {base:,.0f} emails/s")
+        print(f"  full parse_email (classify+extract): {fast:,.0f} events/s")
+        print(f"  ratio full/baseline: {fast / base:.2f} (goal >= 0.80)")
 
 
 if __name__ == "__main__":

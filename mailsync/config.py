@@ -189,6 +189,7 @@ class CrmSettings:
     sqlite_path: Path = Path("var/crm.sqlite3")
     salesforce: SalesforceSettings = field(default_factory=SalesforceSettings)
     flush_interval: int = 30
+    pause_seconds: int = 1800  # CRM writes pause this long after an API limit
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,7 @@ def _crm(s: _Section) -> CrmSettings:
         sqlite_path=sqlite_path,
         salesforce=sf,
         flush_interval=s.integer("flush_interval", 30),
+        pause_seconds=s.integer("pause_seconds", 1800),
     )
     s.finish()
     return out

@@ -219,22 +219,21 @@ class Retrier:
         except TransientError as err:
             return Retried(entry, KEPT, f"{err}; left in quarantine, retry later")
         except Exception as err:  # one bad entry never stops `--all`
-            reason = f"internal error: {type(err).__name__}: {err}"
-            return Retried(entry, KEPT, reason)
+            return Retried(entry, KEPT, f"internal error: {type(err).__name__}: {err}")
         if not event.recognized:
             return self._still(entry, L.UNRECOGNIZED, event.reason)
         if event.trust is Trust.REJECTED:
             return self._still(entry, L.REJECTED, event.reason)
         new = self.outbox.submit(event, origin=f"quarantine {entry.id}: {entry.key}")
-        reason = None if new else "duplicate delivery"
+        note = None if new else "duplicate delivery"
         message_id = event.source_id or entry.message_id
         # Ledger first, then the release: a crash between the two leaves an open
         # entry whose next retry is a harmless duplicate delivery.
         self.ledger.record(
-            entry.source, entry.key, message_id, entry.sha256, L.SYNCED, reason
+            entry.source, entry.key, message_id, entry.sha256, L.SYNCED, note
         )
-        self._update(entry.id, L.SYNCED, reason or "synced on retry", release=True)
-        return Retried(entry, L.SYNCED, reason, duplicate=not new)
+        self._update(entry.id, L.SYNCED, note or "synced on retry", release=True)
+        return Retried(entry, L.SYNCED, note, duplicate=not new)
 
     # -- evaluation --------------------------------------------------------------
 

@@ -109,7 +109,7 @@ class CrmSync:
         backend: CrmBackend | None = None,
         *,
         batch_events: int = 2000,
-        pause_seconds: int = 1800,
+        pause_seconds: int | None = None,
     ) -> None:
         self.settings = settings
         self.conn = state
@@ -120,7 +120,10 @@ class CrmSync:
         self.mapping = crm_mapping(settings)
         self._backend = backend
         self.batch_events = batch_events
-        self.pause_seconds = pause_seconds
+        #: after REQUEST_LIMIT_EXCEEDED; `[crm] pause_seconds` unless given
+        self.pause_seconds = (
+            settings.crm.pause_seconds if pause_seconds is None else pause_seconds
+        )
         self.batch_size = (
             settings.crm.salesforce.batch_size
             if settings.crm.backend == "salesforce"

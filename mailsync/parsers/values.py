@@ -137,6 +137,8 @@ _DATE_PATTERNS = (
     ),
 )
 
+_MDY_FAST = re.compile(r"\s*(\d{2})-(\d{2})-(\d{4})\s*")
+
 #: Marker returned by `parse_date` for "no end date" (year 9999).
 NO_END = date(9999, 12, 31)
 
@@ -147,6 +149,15 @@ def parse_date(value: str) -> date | None:
     Year 9999 (AWS's `JAN-1-9999` for metered agreements) returns `NO_END`;
     callers map it to `None` for the contract.
     """
+    fast = _MDY_FAST.fullmatch(value)
+    if fast is not None:  # the documented MM-DD-YYYY, by far the most common
+        month, day, year = (int(g) for g in fast.groups())
+        if year == 9999:
+            return NO_END
+        try:
+            return date(year, month, day)
+        except ValueError:
+            return None
     for pattern in _DATE_PATTERNS:
         match = pattern.search(value)
         if match is None:

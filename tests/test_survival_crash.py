@@ -1,0 +1,221 @@
+"""Crash survival: `kill -9` the daemon again and again during a backfill.
+
+`mailsync run` reads a real Dovecot mailbox of 2,000 distinct seller emails
+(made from the real fixtures) and writes to the Salesforce emulator over real
+HTTP. It is killed with SIGKILL at least 10 times, at moments chosen (fixed
+seed) in three phases, each triggered by what the daemon is doing rather than
+by a clock:
+
+- fetch: while a ``UID FETCH ... BODY.PEEK[]`` response is streaming (seen by
+  a TCP proxy in front of Dovecot, after a random number of response bytes);
+- submit: right after the outbox has grown by a random number of events
+  (between sink commits, before the batch is marked in IMAP);
+- flush: inside the k-th sObject Collections upsert, after the emulator
+  applied the write and before the daemon could record it (the worst moment
+  for exactly-once: the CRM has the data, the state store does not).
+
+After the last kill `mailsync run --once` finishes the work. Then every
+agreement is in the CRM exactly once (one AWS_Agreement__c per agreement ID,
+one AWS_Marketplace_Event__c per business event), the outbox holds exactly one
+event per message, and every message carries ``$MailsyncProcessed``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ImapUser, run_mailsync, start_mailsync
+from sfemu import Emulator
+from survival_helpers import (
+    TcpProxy,
+    daemon_env,
+    outbox_pending,
+    outbox_total,
+    seller_emails,
+    survival_config,
+)
+
+SEED = 20260401
+MESSAGES = 2000
+PHASES = ("fetch", "submit", "flush")
+KILLS = 12  #: 4 per phase (the issue asks for at least 10)
+FALLBACK = 30.0  #: s; a trigger that never fires is a test failure
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator().start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+class Killer:
+    """SIGKILLs the daemon when the armed trigger fires; remembers when."""
+
+    def __init__(self, emu: Emulator, proxy: TcpProxy, state: Path) -> None:
+        self.emu, self.proxy, self.state = emu, proxy, state
+        self.fired = threading.Event()
+        self.pid = 0
+        self.phase = ""
+        self.lock = threading.Lock()
+        self.fetches = self.fetch_target = self.streamed = self.byte_target = 0
+        self.upserts = self.upsert_target = 0
+        rest = emu.rest
+
+        def watched_rest(method: str, path: str, *args: Any) -> tuple[int, Any]:
+            answer = rest(method, path, *args)
+            if self.phase == "flush" and "/composite/sobjects/" in path:
+                with self.lock:
+                    self.upserts += 1
+                    hit = self.upserts == self.upsert_target
+                if hit:  # the write is applied; the daemon never sees the answer
+                    self.kill()
+            return answer
+
+        emu.rest = watched_rest  # type: ignore[method-assign]
+        proxy.watch = self._watch
+
+    def arm(self, pid: int, phase: str, rng: random.Random) -> str:
+        self.fired.clear()
+        self.pid, self.phase = pid, phase
+        if phase == "fetch":
+            self.fetches, self.streamed = 0, 0
+            self.fetch_target = rng.randint(1, 3)
+            self.byte_target = rng.randint(1, 100_000)
+            return f"FETCH #{self.fetch_target} after {self.byte_target} bytes"
+        if phase == "flush":
+            self.upserts, self.upsert_target = 0, rng.randint(1, 8)
+            return f"upsert call #{self.upsert_target}"
+        grow = rng.randint(1, 300)
+        target = outbox_total(self.state) + grow
+        threading.Thread(target=self._poll_outbox, args=(target,), daemon=True).start()
+        return f"outbox +{grow}"
+
+    def _poll_outbox(self, target: int) -> None:
+        while not self.fired.is_set() and self.phase == "submit":
+            if outbox_total(self.state) >= target:
+                self.kill()
+                return
+            time.sleep(0.002)
+
+    def _watch(self, way: str, data: bytes) -> None:
+        if self.phase != "fetch" or self.fired.is_set():
+            return
+        if way == "up" and b"BODY.PEEK[]" in data:
+            self.fetches += 1
+        elif way == "down" and self.fetches >= self.fetch_target:
+            self.streamed += len(data)
+            if self.streamed >= self.byte_target:
+                self.kill()
+
+    def kill(self) -> None:
+        with self.lock:
+            if self.fired.is_set() or not self.pid:
+                return
+            os.kill(self.pid, signal.SIGKILL)
+            self.phase = ""
+            self.fired.set()
+
+
+def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
+    tmp_path: Path, imap_user: ImapUser, emulator: Emulator
+) -> None:
+    began = time.monotonic()
+    sellers = seller_emails(MESSAGES, seed=SEED)
+    imap_user.append([s.raw for s in sellers])  # MULTIAPPEND, 200 per command
+    proxy = TcpProxy(imap_user.server.port)
+    cfg = survival_config(
+        tmp_path,
+        imap=imap_user,
+        imap_port=proxy.port,
+        imap_extra={"batch_size": 100, "poll_interval": 3600},
+        salesforce=(emulator.url, emulator.username),
+    )
+    env = daemon_env(sf=(emulator.password, emulator.security_token))
+    state = tmp_path / "state.sqlite3"
+    killer = Killer(emulator, proxy, state)
+    rng = random.Random(SEED)
+    phases = list(PHASES) * (KILLS // len(PHASES))
+    rng.shuffle(phases)
+    landed: Counter[str] = Counter()
+    print(f"\nbackfill of {MESSAGES} messages, seed {SEED}")
+    try:
+        for cycle, phase in enumerate(phases, 1):
+            log = tmp_path / f"daemon-{cycle}.log"
+            proc = start_mailsync("run", "--config", str(cfg), log=log, env=env)
+            start = time.monotonic()
+            trigger = killer.arm(proc.pid, phase, rng)
+            fired = killer.fired.wait(FALLBACK)
+            if not fired:
+                proc.kill()
+            code = _reap(proc)
+            at = time.monotonic() - start
+            assert fired, (
+                f"cycle {cycle}: the {phase} trigger ({trigger}) never fired; "
+                f"daemon exit {code}\n{log.read_text()[-3000:]}"
+            )
+            assert code == -signal.SIGKILL, log.read_text()[-3000:]
+            assert "Traceback" not in log.read_text()
+            landed[phase] += 1
+            print(
+                f"kill {cycle:2d}: {phase:6s} at {at:5.2f} s ({trigger}); outbox "
+                f"{outbox_total(state)} events, {outbox_pending(state)} pending, "
+                f"CRM agreements {len(emulator.records('AWS_Agreement__c'))}"
+            )
+        killer.phase = ""
+        final = run_mailsync("run", "--once", "--config", str(cfg), env=env,
+                             timeout=180)  # fmt: skip
+    finally:
+        proxy.down()
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "pending 0" in final.stderr
+    assert "Traceback" not in final.stderr
+    assert landed == dict.fromkeys(PHASES, KILLS // len(PHASES))
+
+    # The state store: one outbox event per message, all written to the CRM.
+    assert (outbox_total(state), outbox_pending(state)) == (MESSAGES, 0)
+    # The CRM: each agreement and each business event exactly once.
+    agreements = emulator.records("AWS_Agreement__c")
+    by_id = Counter(a["Agreement_ID__c"] for a in agreements)
+    assert len(agreements) == MESSAGES
+    assert by_id == Counter(s.agreement_id for s in sellers)
+    accounts = {a["Agreement_ID__c"]: a["Customer_AWS_Account_ID__c"] for a in agreements}
+    assert accounts == {s.agreement_id: s.account_id for s in sellers}
+    events = emulator.records("AWS_Marketplace_Event__c")
+    assert len(events) == MESSAGES
+    assert Counter(e["Event_Key__c"] for e in events) == Counter(
+        s.event_key for s in sellers
+    )
+    buyers = Counter(a["AWS_Account_ID__c"] for a in emulator.records("Account"))
+    assert buyers == Counter({s.account_id for s in sellers})
+    # IMAP: every message marked processed.
+    flags = imap_user.flags()
+    assert len(flags) == MESSAGES
+    unmarked = [uid for uid, f in flags.items() if b"$MailsyncProcessed" not in f]
+    assert unmarked == []
+    print(
+        f"survived {sum(landed.values())} kill cycles ({dict(landed)}); checked "
+        f"{len(agreements)} agreements, {len(events)} events, {len(buyers)} "
+        f"accounts, {len(flags)} IMAP flags; {time.monotonic() - began:.1f} s"
+    )
+
+
+def _reap(proc: subprocess.Popen[str]) -> int | None:
+    try:
+        return proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
