@@ -78,14 +78,16 @@ def _transport_headers(n: int) -> bytes:
     signatures, authentication results), as in runtime.md's measurements."""
     sig = base64.b64encode(random.Random(n).randbytes(256)).decode()
     lines = [
-        f"Received: from a{n}-12.smtp-out.amazonses.com (a{n}-12.smtp-out.amazonses.com "
-        f"[54.240.8.{n % 250}]) by mx.example-isv.com with ESMTPS id {n:08x}; "
+        f"Received: from a{n}-12.smtp-out.amazonses.com "
+        f"(a{n}-12.smtp-out.amazonses.com [54.240.8.{n % 250}]) "
+        f"by mx.example-isv.com with ESMTPS id {n:08x}; "
         "Tue, 03 Mar 2026 14:07:12 +0000",
     ]
     for hop in range(4):
         lines.append(
-            f"Received: from mta{hop}.internal.example-isv.com (10.0.{hop}.{n % 250}) by "
-            f"relay{hop}.example-isv.com with LMTP id {n:06x}{hop}; "
+            f"Received: from mta{hop}.internal.example-isv.com "
+            f"(10.0.{hop}.{n % 250}) by relay{hop}.example-isv.com "
+            f"with LMTP id {n:06x}{hop}; "
             "Tue, 03 Mar 2026 14:07:13 +0000"
         )
     for domain in ("amazonses.com", "marketplace.aws"):

@@ -49,7 +49,7 @@ from mailsync.sources.base import PassResult
 from mailsync.sources.imap import ImapSource
 from mailsync.sources.imap_conn import AuthError
 from mailsync.sources.maildir import MaildirSource
-from mailsync.statedb import open_db
+from mailsync.statedb import explain, open_db
 
 log = logging.getLogger(__name__)
 BACKOFF_MAX = 300.0
@@ -86,6 +86,9 @@ class Daemon:
         self._workers_stop = threading.Event()
         self._workers: list[_Worker] = []
         self._scheduler: BackgroundScheduler | None = None
+        #: what is wrong right now, per worker ("imap:NAME", "sqs", "crm");
+        #: shown in systemd's STATUS= and cleared when the part recovers
+        self.problems: dict[str, str] = {}
 
     # -- signals ---------------------------------------------------------------
 
@@ -103,8 +106,12 @@ class Daemon:
         sd_notify(f"READY=1\nSTATUS={self._status()}")
         period = watchdog_period()
         next_ping = 0.0
+        shown = self._status()
         while not self.stop.is_set():
             self.stop.wait(1.0)
+            if self._status() != shown:  # an outage began or ended
+                shown = self._status()
+                sd_notify(f"STATUS={shown}")
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
@@ -119,7 +126,7 @@ class Daemon:
         if metrics_server is not None:
             metrics_server.close()
         if self.fatal:
-            log.critical(self.fatal)
+            log.critical(explain(self.fatal, self.settings.state.path))
             return 1
         log.info("stopped")
         return 0
@@ -128,7 +135,11 @@ class Daemon:
         names = [w.name for w in self._workers] + [
             f"maildir:{m.path}" for m in self.settings.maildir
         ]
-        return "watching " + (", ".join(names) or "no sources")
+        text = "watching " + (", ".join(names) or "no sources")
+        problems = dict(self.problems)
+        if problems:
+            text += "; " + "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+        return text
 
     def healthy(self) -> bool:
         """Every worker thread alive and showing progress recently."""
@@ -177,6 +188,10 @@ class Daemon:
             )
             self._workers.append(worker)
             worker.thread.start()
+        # A flush still retrying when its next run is due makes APScheduler
+        # warn "skipped: maximum number of running instances" every interval;
+        # that is the intended coalescing, not news for the journal.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         sched = BackgroundScheduler(
             job_defaults={
                 "coalesce": True,
@@ -252,7 +267,17 @@ class Daemon:
                 result = sync.flush()
             finally:
                 sync.close()
-            if result.written or result.paused_reason:
+            if result.paused_reason:
+                self.problems["crm"] = (
+                    f"writes paused, {result.pending} pending: {result.paused_reason}"
+                )
+                log.warning(
+                    "crm flush paused",
+                    extra=kv(pending=result.pending, reason=result.paused_reason),
+                )
+            else:
+                self.problems.pop("crm", None)
+            if result.written:
                 log.info(
                     "crm flush",
                     extra=kv(
@@ -270,7 +295,13 @@ class Daemon:
         def beat() -> None:
             worker.beat = time.monotonic()
 
-        fatal = sqs.serve(self.settings, stop, on_beat=beat)
+        def problem(message: str | None) -> None:
+            if message is None:
+                self.problems.pop(worker.name, None)
+            else:
+                self.problems[worker.name] = message
+
+        fatal = sqs.serve(self.settings, stop, on_beat=beat, on_error=problem)
         if fatal:
             self.fatal = fatal
 
@@ -293,6 +324,7 @@ class Daemon:
                 try:
                     result = source.run_pass(outbox, stop)
                     attempt = 0
+                    self.problems.pop(worker.name, None)
                     if result.fetched or result.failed:
                         log.info(
                             "pass done",
@@ -311,6 +343,7 @@ class Daemon:
                     source.close()
                     attempt += 1
                     delay = backoff(attempt, auth=isinstance(err, AuthError))
+                    self.problems[worker.name] = str(err)
                     ledger.source_error(source.name, str(err))
                     log.error(
                         f"{err}; retrying in {delay:.0f} s",

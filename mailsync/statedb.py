@@ -38,3 +38,24 @@ def ensure(conn: sqlite3.Connection, ddl: str) -> None:
         conn.executescript(ddl)
     except sqlite3.Error as err:
         raise StateError(f"state store schema cannot be created: {err}") from None
+
+
+def explain(message: str, path: Path) -> str:
+    """One line for a state-store failure: the path, what happened and what to
+    fix (the daemon stops on it rather than lose track of mail it handled)."""
+    if str(path) in message:
+        return message  # already says where and what (see `open_db`)
+    low = message.lower()
+    if "full" in low or "no space" in low:
+        hint = "the disk holding it is full: free space there or move [state] path"
+    elif "readonly" in low or "read-only" in low:
+        hint = (
+            "it is read-only: make the file and its folder writable for the "
+            "mailsync user or move [state] path"
+        )
+    else:
+        hint = "check that its folder is writable and the disk is not full"
+    return (
+        f"state store {path} cannot be written ({message}); {hint}, then start "
+        "mailsync again (mail not yet recorded stays unmarked and is read again)"
+    )

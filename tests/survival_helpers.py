@@ -274,16 +274,22 @@ def survival_config(
     if imap is not None:
         table = imap.imap_table(**(imap_extra or {}))
         if imap_port is not None:  # e.g. through a TcpProxy
-            table = table.replace(f"port = {imap.server.port}\n", f"port = {imap_port}\n")
+            table = table.replace(
+                f"port = {imap.server.port}\n", f"port = {imap_port}\n"
+            )
         parts.append(table)
     if sqs:
         queue, endpoint = sqs
         parts.append(
             f'[source.sqs]\nqueue_url = "{queue}"\nendpoint_url = "{endpoint}"\n'
             "wait_time_seconds = 1\nverify_signatures = false\n"
+            # A receive cut off by an outage leaves its messages in flight
+            # until this runs out (SQS semantics): keep the catch-up short.
+            "visibility_timeout = 5\n"
         )
     path = tmp / "mailsync.toml"
     path.write_text("\n".join(parts))
+    path.chmod(0o600)  # as deployed; a world-readable config draws a warning
     return path
 
 
@@ -333,3 +339,48 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def eventbridge_created(n: int) -> dict[str, Any]:
+    """An EventBridge "Purchase Agreement Created - Proposer" event (the shape
+    documented for aws.agreement-marketplace) for agreement number `n`."""
+    agreement = f"agmt-eb{n:023d}"
+    return {
+        "version": "0",
+        "id": f"eb-survival-{n}",
+        "detail-type": "Purchase Agreement Created - Proposer",
+        "source": "aws.agreement-marketplace",
+        "account": "123456789012",
+        "time": "2026-04-15T17:22:41Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:aws-marketplace::aws:agreement:{agreement}"],
+        "detail": {
+            "requestId": f"req-survival-{n}",
+            "catalog": "AWSMarketplace",
+            "agreement": {
+                "id": agreement,
+                "intent": "NEW",
+                "status": "ACTIVE",
+                "acceptanceTime": "2026-04-15T17:22:30Z",
+                "startTime": "2026-05-01T00:00:00Z",
+                "endTime": "2029-04-30T23:59:59Z",
+            },
+            "acceptor": {"accountId": f"{320000000000 + n:012d}"},
+            "proposer": {"accountId": "123456789012"},
+            "offer": {"id": "offer-b2xk7m4q9d1zs"},
+        },
+    }
+
+
+def outbox_agreements(state: Path) -> list[str]:
+    """Agreement IDs of the outbox events, one per row, sorted."""
+    if not state.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT json_extract(event, '$.agreement_id') FROM outbox"
+            ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return sorted(str(r[0]) for r in rows)

@@ -306,3 +306,124 @@ def test_two_matching_parsers_are_reported_as_ambiguous(
         event.reason
         == "ambiguous: parsers offer_accepted and offer_accepted_twin both match"
     )
+
+
+def test_markdown_pipe_table_and_dash_separators() -> None:
+    rows = "\n".join(f"| {label} | {value} |" for label, value in LINES)
+    assert_accepted(mail(TITLE, "| Field | Value |\n|---|---|\n" + rows + "\n"))
+    assert_accepted(mail(TITLE, plain(LINES, sep=" - ")))
+    two = "\n".join(
+        f"| {a} | {x} | {b} | {y} |"
+        for (a, x), (b, y) in zip(LINES[::2], LINES[1::2], strict=False)
+    )
+    assert_accepted(mail(TITLE, two + f"\n| {LINES[-1][0]} | {LINES[-1][1]} |\n"))
+
+
+def test_html_column_table_with_a_header_row_of_labels() -> None:
+    head = "".join(f"<th>{label}</th>" for label, _ in LINES)
+    cells = "".join(f"<td>{value}</td>" for _, value in LINES)
+    assert_accepted(
+        mail(TITLE, f"<table><tr>{head}</tr><tr>{cells}</tr></table>", html=True)
+    )
+
+
+def test_gmail_html_forward() -> None:
+    fields = (
+        "<table>"
+        + "".join(f"<tr><td>{lb}</td><td>{v}</td></tr>" for lb, v in LINES)
+        + "</table>"
+    )
+    body = (
+        '<div dir="ltr">FYI<br><div class="gmail_quote"><div>---------- Forwarded '
+        "message ---------<br>From: <strong>AWS Marketplace</strong> <span>&lt;"
+        '<a href="mailto:no-reply@marketplace.aws">no-reply@marketplace.aws</a>'
+        "&gt;</span><br>Date: Tue, Mar 31, 2026 at 9:15 PM<br>Subject: "
+        f"{TITLE}<br>To: &lt;sales@example.com&gt;<br></div><br><br>"
+        f"{fields}</div></div>"
+    )
+    raw = mail("Fwd: " + TITLE, body, html=True)
+    view = email_view(raw)
+    assert view.forwarded and view.original_from is not None
+    assert "no-reply@marketplace.aws" in view.original_from
+    event = parse_email(raw)
+    assert event.kind is Kind.OFFER_ACCEPTED and event.agreement_id == AGMT
+    assert event.occurred_at == datetime(2026, 3, 31, 19, 15, tzinfo=UTC)
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "inbox").glob("*.eml"))
+
+
+def test_the_sample_inbox_parses_as_its_file_names_say() -> None:
+    kinds = {path.name: parse_email(path.read_bytes()).kind for path in EXAMPLES}
+    assert len(kinds) >= 10
+    assert kinds["13-buyer-side-acceptance.eml"] is Kind.UNRECOGNIZED
+    recognized = [name for name, kind in kinds.items() if kind is not Kind.UNRECOGNIZED]
+    assert len(recognized) == len(kinds) - 1
+    assert kinds["07-northwind-agreement-replaced.eml"] is Kind.AGREEMENT_REPLACED
+    assert kinds["10-disbursement-paused.eml"] is Kind.DISBURSEMENT_PAUSED
+
+
+@pytest.mark.parametrize(
+    ("subject", "kind"),
+    [
+        ("AWS Marketplace agreement has started", Kind.AGREEMENT_STARTED),
+        ("A customer accepted an AWS Marketplace offer", Kind.OFFER_ACCEPTED),
+        ("[Action required] Payment failed for an AWS Marketplace agreement",
+         Kind.AGREEMENT_PAYMENT_FAILED),
+        ("New private offer published", Kind.OFFER_PUBLISHED),
+        ("Updated Channel Partner private offer published", Kind.OFFER_PUBLISHED),
+        ("Offers: View updated resale authorization",
+         Kind.RESALE_AUTHORIZATION_UPDATED),
+        ("Offers: View revoked selling authorization",
+         Kind.RESALE_AUTHORIZATION_REVOKED),
+        ("Your AWS Marketplace disbursements are paused", Kind.DISBURSEMENT_PAUSED),
+        ("AWS Marketplace recurring scan results for Acme",
+         Kind.SECURITY_SCAN_REPORTED),
+    ],
+)  # fmt: skip
+def test_title_variants_reach_their_kind(subject: str, kind: Kind) -> None:
+    arn = "arn:aws:payments:us-east-1:123456789012:paymentinstrument:pi-0example"
+    lines = [*LINES, ("Resource ARN", arn), ("ISV", "Acme Software Corp")]
+    event = parse_email(mail(subject, plain(lines)))
+    assert (event.kind, event.reason) == (kind, None)
+
+
+def test_a_rule_of_underscores_is_not_a_forward() -> None:
+    body = plain(LINES) + "\n" + "_" * 40 + "\nAWS Marketplace team\n"
+    raw = mail(TITLE, "Intro\n" + "_" * 40 + "\n" + body)
+    view = email_view(raw)
+    assert not view.forwarded and view.forwarder is None
+    assert_accepted(raw)
+
+
+def test_undeclared_8bit_latin1_body_is_recovered() -> None:
+    body = plain(LINES).replace("Northwind Analytics LLC", "Société Générale")
+    raw = mail(TITLE, "").replace(b'; charset="utf-8"', b"") + body.encode("latin-1")
+    event = parse_email(raw)
+    assert event.customer_name == "Société Générale"
+    assert event.agreement_id == AGMT
+
+
+def test_forward_as_attachment_uses_the_attached_original() -> None:
+    inner = (
+        mail(TITLE, plain(LINES))
+        .decode()
+        .replace(
+            "Date: Wed, 01 Apr 2026 10:00:00 +0200",
+            "Date: Tue, 31 Mar 2026 23:30:00 +0000",
+        )
+    )
+    raw = (
+        "From: Dana <dana@example.com>\nSubject: Fwd: " + TITLE + "\n"
+        "Date: Wed, 01 Apr 2026 12:00:00 +0000\nMessage-ID: <fw-1@example.com>\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="zz"\n\n'
+        "--zz\nContent-Type: text/plain\n\nSee attached.\n"
+        "--zz\nContent-Type: message/rfc822\n\n" + inner + "\n--zz--\n"
+    ).encode()
+    view = email_view(raw)
+    assert view.forwarded and view.forwarder == "dana@example.com"
+    assert view.original_from == "AWS Marketplace <no-reply@marketplace.aws>"
+    event = parse_email(raw)
+    assert (event.kind, event.agreement_id) == (Kind.OFFER_ACCEPTED, AGMT)
+    assert event.source_id == "fw-1@example.com"
+    assert event.occurred_at == datetime(2026, 3, 31, 23, 30, tzinfo=UTC)

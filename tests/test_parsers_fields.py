@@ -93,3 +93,21 @@ def test_html_tables_bold_labels_and_layout_tables() -> None:
 def test_html_vertical_layout_and_malformed_markup() -> None:
     html = "<div>Agreement ID</div><div>agmt-a<div><tr><td>unclosed"
     assert html_to_text(html).splitlines() == ["Agreement ID", "agmt-a", "unclosed"]
+
+
+def test_a_bracketed_currency_after_a_label_applies_to_its_value() -> None:
+    found = extract("Wholesale price (USD): 270,000.00\nMargin (EUR)\n12.00\n")
+    assert found == {"wholesale_price": ["USD 270,000.00"], "margin": ["EUR 12.00"]}
+    assert "product_name" not in extract("Product name (new): X\n")
+
+
+def test_pipes_dashes_and_two_pairs_in_a_pipe_row() -> None:
+    found = extract(
+        "| Product name | Acme | Product ID | prod-bbbbbbbbbbbbb |\n"
+        "Offer ID - offer-ccccccccccccc\n"
+    )
+    assert found == {
+        "product_name": ["Acme"],
+        "product_id": ["prod-bbbbbbbbbbbbb"],
+        "offer_id": ["offer-ccccccccccccc"],
+    }

@@ -119,3 +119,9 @@ def test_text_values_and_opaque_ids() -> None:
     arn = "arn:aws:payments:us-east-1:123456789012:paymentinstrument:pi-0example"
     assert values.resource_arn(f"{arn}.") == arn
     assert values.resource_arn("not an arn") is None
+
+
+def test_year_first_dates_with_slashes_or_dots() -> None:
+    assert values.parse_date("2026/03/04") == date(2026, 3, 4)
+    assert values.parse_date("2026.03.04") == date(2026, 3, 4)
+    assert values.parse_date("2026-03/04") is None

@@ -9,8 +9,10 @@ from types import FrameType
 
 from mailsync import config
 from mailsync.daemon import Daemon
+from mailsync.errors import StateError
 from mailsync.log import configure
 from mailsync.once import run_once
+from mailsync.statedb import explain
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,4 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    return run_once(settings, stop)
+    try:
+        return run_once(settings, stop)
+    except StateError as err:  # one line with the path and the fix
+        raise StateError(explain(str(err), settings.state.path)) from None

@@ -28,7 +28,8 @@ PAYMENT_FAILED = EmailParser(
     kind=Kind.AGREEMENT_PAYMENT_FAILED,
     subject=title_pattern(
         "Payment failure for an AWS Marketplace agreement",
-        "Action required: Payment failure for an AWS Marketplace agreement",
+        "Payment failed for an AWS Marketplace agreement",
+        "AWS Marketplace agreement payment failure",
     ),
     required=("agreement_id",),
 )

@@ -28,6 +28,7 @@ from mailsync.parsers.message import EmailView
 
 T = TypeVar("T")
 _SEPARATOR = r"(?:^|.*[:\]\-–—|>]\s*)"
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 # A product or account name may follow the title after a separator or "for".
 _SUFFIX = r"(?:\s*[-–—:|(\[].*|\s+(?:for|from|on|in)\s.*)?"
 
@@ -42,7 +43,8 @@ class TitleMatcher:
 
     The prefix must end with a separator (`Fwd:`, `[AWS Marketplace]`,
     `AWS Notification -`), so "You accepted an AWS Marketplace offer" never
-    matches "Customer accepted an AWS Marketplace offer". A product name may
+    matches "Customer accepted an AWS Marketplace offer". A leading "A", "An"
+    or "The" is optional on both sides. A product name may
     follow after a separator or "for". Each title's last two words must occur
     in the subject, a substring test that skips the regex for most subjects.
     """
@@ -50,10 +52,12 @@ class TitleMatcher:
     __slots__ = ("keywords", "last_words", "pattern")
 
     def __init__(self, *titles: str) -> None:
-        normalized = [normalize_title(t) for t in titles]
+        # A leading article is optional: "An AWS Marketplace agreement has
+        # started" and "AWS Marketplace agreement has started" are one title.
+        normalized = [_ARTICLE.sub("", normalize_title(t)) for t in titles]
         alternation = "|".join(re.escape(t) for t in normalized)
         self.pattern = re.compile(
-            _SEPARATOR + "(?:" + alternation + ")" + _SUFFIX + "$"
+            _SEPARATOR + r"(?:(?:a|an|the)\s+)?(?:" + alternation + ")" + _SUFFIX + "$"
         )
         keywords = sorted({" ".join(t.split()[-2:]) for t in normalized})
         #: the last word of each title: a registry index key

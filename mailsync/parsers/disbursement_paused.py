@@ -10,15 +10,18 @@ kept as the event's `resource_arn` for the merge key
 from __future__ import annotations
 
 from mailsync.event import Kind
-from mailsync.parsers.base import EmailParser, title_pattern
+from mailsync.parsers.base import EmailParser
+
+
+def _subject(title: str) -> bool:
+    # Sellers alone receive disbursement mail, so any subject about a paused
+    # disbursement qualifies; the Resource ARN must still be there.
+    return "disburse" in title and "paus" in title
+
 
 PARSER = EmailParser(
     name="disbursement_paused",
     kind=Kind.DISBURSEMENT_PAUSED,
-    subject=title_pattern(
-        "Disbursement paused",
-        "AWS Marketplace disbursement paused",
-        "Disbursement paused - invalid bank account information",
-    ),
+    subject=_subject,
     required=("resource_arn",),
 )

@@ -11,8 +11,10 @@ leaves value checking to `values`:
   spaces): a plain-text table without colons;
 - several `Label: value` pairs may share a line (`Product name: X   Product
   ID: prod-...`) when the line starts with a label;
+- `Label | value` (pipe tables) and `Label - value` work like a colon;
 - bullets (`*`, `-`, `•`), quote marks (`>`) and table pipes before a label
-  are ignored, and so are `(s)` and `**` emphasis after it.
+  are ignored, and so are `(s)` and `**` emphasis after it; a currency in
+  brackets after it (`Wholesale price (USD):`) is put before its value.
 
 `extract(text)` returns every value seen per canonical key, in order, so the
 caller can tell "one value" from "conflicting values".
@@ -111,9 +113,15 @@ def _alternation() -> str:
 # One pass over the whole text finds the lines that start with a label; the
 # C regex engine skips prose lines, so cost grows with fields, not with text.
 _LEAD = r"[ \t>*•·|\-–]*"
-_TAIL = r"[ \t]*(?:\(s\))?[*_]*[ \t]*"
+# "(s)" and emphasis may follow a label, and so may a currency in brackets
+# ("Wholesale price (USD): 270,000.00"), which then applies to the value.
+_TAIL = r"[ \t]*(?:\(s\))?[*_]*[ \t]*(?:\((?P<unit>(?-i:[A-Z]{3}))\)[ \t]*)?"
+# After a label: a colon, a table pipe or a spaced dash, then the value; or a
+# tab / two spaces, then the value; or nothing (the value is on the next line).
+_SEP = r"[:：]|[ \t]*\|(?=[ \t]*[^|\s])|[ \t]+[-–—=][ \t]+"
 _AFTER = (
-    r"(?:(?P<colon>[:：])(?P<rest>[^\n]*)|(?:\t|  )[ \t]*(?P<gap>[^\n]*\S)|[ \t]*$)"
+    r"(?:(?P<colon>" + _SEP + r")(?P<rest>[^\n]*)"
+    r"|(?:\t|  )[ \t]*(?P<gap>[^\n]*\S)|[ \t]*$)"
 )
 _LABEL_LINE_RE = re.compile(
     r"^" + _LEAD + r"(?P<label>" + _alternation() + r")" + _TAIL + _AFTER,
@@ -131,7 +139,7 @@ _ACCOUNT_LINES_RE = re.compile(
     r"(?:[ \t]*\n[ \t]*" + _ACC + r"(?:[ \t]*(?:,|;|/|&|and)?[ \t]*" + _ACC + r")*"
     r"[ \t]*[,;]?[ \t]*(?=\n|$))+"
 )
-_COLON_RE = re.compile(r"[:：]")
+_COLON_RE = re.compile(r"[:：|]")
 _MAX_WORDS = max(len(label.split()) for label in LABELS) + 1
 #: last word of a label -> the word counts of labels ending with it, longest first
 _LENGTHS: dict[str, list[int]] = {}
@@ -160,6 +168,11 @@ def _lookup(words: list[str]) -> str | None:
     if label.endswith("(s)"):
         label = label[:-3].rstrip()
     return LABELS.get(label)
+
+
+def is_label(text: str) -> bool:
+    """Is `text` (a table cell, say) exactly one known label?"""
+    return _lookup(text.rstrip(" :：").split()) is not None
 
 
 def _last_word(word: str) -> str:
@@ -204,14 +217,15 @@ def extract(text: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     consumed = 0  # values taken from the line below a label are not labels
 
-    def add(key: str, value: str) -> None:
+    def add(key: str, value: str, unit: str = "") -> None:
         value = value.strip(" \t|,;")
         if value:
-            out.setdefault(key, []).append(value)
+            out.setdefault(key, []).append(f"{unit} {value}" if unit else value)
 
     for match in _LABEL_LINE_RE.finditer(text):
         if match.start() < consumed:
             continue
+        unit = match.group("unit") or ""  # "(USD)" after a money label
         label = match.group("label")
         key = _SEEN.get(label)
         if key is None:
@@ -221,10 +235,10 @@ def extract(text: str) -> dict[str, list[str]]:
             if len(_SEEN) < 4096:  # spellings repeat from mail to mail
                 _SEEN[label] = key
         if match.group("gap") is not None:
-            add(key, _cell(match.group("gap")))
+            add(key, _cell(match.group("gap")), unit)
             continue
         rest = match.group("rest") or ""
-        pairs = _pairs(rest) if ":" in rest or "：" in rest else []
+        pairs = _pairs(rest) if ":" in rest or "：" in rest or "|" in rest else []
         for n, (other, _, value_start) in enumerate(pairs):
             end = pairs[n + 1][1] if n + 1 < len(pairs) else len(rest)
             add(other, _cell(rest[value_start:end]))
@@ -232,7 +246,7 @@ def extract(text: str) -> dict[str, list[str]]:
         if pairs or value:
             if value and key in _LIST_KEYS:
                 value, consumed = _more_accounts(text, match.end(), value, consumed)
-            add(key, value)
+            add(key, value, unit)
             continue
         below = _NEXT_RE.match(text, match.end())
         if below is None or _LABEL_AT_RE.match(text, below.start("value")):
@@ -240,7 +254,7 @@ def extract(text: str) -> dict[str, list[str]]:
         value, consumed = below.group("value"), below.end()
         if key in _LIST_KEYS:
             value, consumed = _more_accounts(text, below.end(), value, consumed)
-        add(key, value)
+        add(key, value, unit)
     return out
 
 

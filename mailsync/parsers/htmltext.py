@@ -11,6 +11,8 @@ lacks the fields). Rules:
   is added only when the label cell lacks one); other lines keep their cells
   apart with a tab, which label extraction treats as a column boundary;
 - nested layout tables flatten naturally: each inner row is its own line;
+- a row whose cells are all labels over a row of as many cells (a column
+  table) becomes `Label: value` pairs;
 - `script`, `style`, `head` and `title` content and comments are dropped.
 
 A few whole-document substitutions are used rather than `html.parser`: they
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import html
 import re
+
+from mailsync.parsers.fields import is_label
 
 _SKIP_RE = re.compile(
     r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<![^>]*>|<\?[^>]*>",
@@ -37,12 +41,14 @@ _LINE_RE = re.compile(
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
-def _line(raw: str) -> str:
-    if "\t" not in raw:
-        return raw.strip()
-    cells = [c.strip() for c in raw.split("\t")]
-    cells = [c for c in cells if c]
-    if cells and len(cells) % 2 == 0:
+def _cells(raw: str) -> list[str]:
+    return [c for c in (c.strip() for c in raw.split("\t")) if c]
+
+
+def _line(cells: list[str]) -> str:
+    if len(cells) < 2:
+        return cells[0] if cells else ""
+    if len(cells) % 2 == 0:
         # Label/value cells side by side: one or more pairs per row.
         pairs = []
         for label, value in zip(cells[::2], cells[1::2], strict=True):
@@ -58,5 +64,17 @@ def html_to_text(markup: str) -> str:
     text = _CELL_END_RE.sub("\t", text)
     text = _LINE_RE.sub("\n", text)
     text = html.unescape(_TAG_RE.sub("", text)).replace("\xa0", " ")
-    lines = (_line(raw) for raw in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    rows = [cells for cells in map(_cells, text.split("\n")) if cells]
+    out: list[str] = []
+    i = 0
+    while i < len(rows):
+        row = rows[i]
+        below = rows[i + 1] if i + 1 < len(rows) else []
+        if len(row) > 1 and len(below) == len(row) and all(map(is_label, row)):
+            # A header row of labels over a row of values (a column table).
+            out.append("   ".join(f"{k}: {v}" for k, v in zip(row, below, strict=True)))
+            i += 2
+            continue
+        out.append(_line(row))
+        i += 1
+    return "\n".join(out)

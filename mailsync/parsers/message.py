@@ -11,6 +11,11 @@ Outlook's "-----Original Message-----" or a bare "From:/Sent:/Subject:"
 block), the view's `text` is the quoted original below the header block,
 `subject` the original's subject and `original_date` its date. Lines quoted
 with `>` are unquoted. The forwarding message's own sender is `forwarder`.
+A message forwarded as an attachment (message/rfc822 part) takes the subject,
+sender and date from the attached message's own headers.
+
+Bodies that mail-parser could only decode with replacement characters (8-bit
+text declaring no charset) are decoded again as windows-1252.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from email.message import Message
 from typing import Any
 
 import mailparser
@@ -38,6 +44,8 @@ class EmailView:
     message_id: str | None  #: without angle brackets
     text: str  #: body text to extract from (text/plain, else HTML as text)
     alt_html: str  #: the HTML part when `text` came from text/plain, else ""
+    #: a forward marker with a header block was found, or the subject starts
+    #: with "Fwd:"/"FW:" (the sender is then not the notification's author)
     forwarded: bool
     forwarder: str | None  #: sender of the forwarding message when forwarded
     original_from: str | None  #: "From:" of the forward block, as written
@@ -93,6 +101,8 @@ def email_view(raw: bytes) -> EmailView:
     date = _aware(mail.date)
     plain = "\n".join(str(part) for part in mail.text_plain)
     html = "\n".join(str(part) for part in mail.text_html)
+    if "\ufffd" in plain:
+        plain = _redecode(message, "text/plain") or plain
     if plain.strip():
         text, alt_html = plain, html
     else:
@@ -113,6 +123,14 @@ def email_view(raw: bytes) -> EmailView:
         original_date = _block_date(
             block.get("date") or block.get("sent"), message.get("Date")
         )
+    attached = _attached_original(message) if message.is_multipart() else None
+    if attached is not None:
+        # Forwarded as an attachment: the original's own headers are exact.
+        forwarded = True
+        subject = _FWD_PREFIX.sub("", " ".join(attached.get("Subject", "").split()))
+        subject = subject or _FWD_PREFIX.sub("", outer_subject).strip()
+        original_from = str(attached.get("From", "")) or None
+        original_date = _block_date(str(attached.get("Date", "")), None)
     message_id = str(mail.message_id or "").strip().strip("<>").strip() or None
     return EmailView(
         subject=subject,
@@ -131,6 +149,35 @@ def email_view(raw: bytes) -> EmailView:
         auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
         is_reply=bool(_RE_PREFIX.match(outer_subject)),
     )
+
+
+def _attached_original(message: Message) -> Message | None:
+    """The first message/rfc822 part (a forward as attachment), if any."""
+    for part in message.walk():
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                return inner[0]
+    return None
+
+
+def _redecode(message: Message, content_type: str) -> str | None:
+    """The parts of `content_type` decoded again, for bodies mail-parser
+    could only decode with replacement characters: 8-bit text that declares
+    no charset (or a wrong one) is nearly always windows-1252 in practice, a
+    superset of ISO-8859-1."""
+    texts = []
+    for part in message.walk():
+        if part.get_content_type() != content_type or part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        try:
+            texts.append(payload.decode(part.get_content_charset() or "utf-8"))
+        except (LookupError, UnicodeDecodeError):
+            texts.append(payload.decode("cp1252", errors="replace"))
+    return "\n".join(texts) if texts else None
 
 
 def _sender(value: Any) -> tuple[str | None, str | None]:
@@ -168,7 +215,9 @@ def _unwrap_forward(text: str) -> tuple[str, dict[str, str]] | None:
             assert outlook is not None
             start = outlook.start()
         body, block = _split_block(_QUOTE.sub("", text[start:]))
-        if not block and found is not None:
+        if "from" not in block and "subject" not in block:
+            # A separator line with no forwarded header block below it (a
+            # rule of underscores in a signature, say): not a forward.
             break
         found = (body, block)
         text = body

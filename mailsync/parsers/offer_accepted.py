@@ -19,6 +19,7 @@ PARSER = EmailParser(
         "Customer accepted an AWS Marketplace offer",
         "Customer accepted an AWS Marketplace private offer",
         "Customer accepted an AWS Marketplace Channel Partner private offer",
+        "Customer accepted a Channel Partner private offer",
     ),
     required=("agreement_id",),
     default_role=Role.ISV,

@@ -16,11 +16,19 @@ from mailsync.parsers.base import EmailParser, title_pattern
 PARSER = EmailParser(
     name="offer_published",
     kind=Kind.OFFER_PUBLISHED,
+    # The seller guide lists "new or updated private offer published" and
+    # "new or updated CPPO published" events; their subjects may say so.
     subject=title_pattern(
-        "Private offer published",
-        "AWS Marketplace private offer published",
-        "Channel Partner private offer published",
-        "AWS Marketplace Channel Partner private offer published",
+        *(
+            f"{state}{scope}private offer published"
+            for state in ("", "New ", "Updated ")
+            for scope in (
+                "",
+                "AWS Marketplace ",
+                "Channel Partner ",
+                "AWS Marketplace Channel Partner ",
+            )
+        )
     ),
     required=("offer_id",),
 )

@@ -16,15 +16,27 @@ from mailsync.parsers.base import EmailParser, title_pattern
 
 _REQUIRED = ("product_id", "resale_authorization_id")
 
+
+def _titles(*phrases: str) -> tuple[str, ...]:
+    """Each phrase with "selling authorization" and "resale authorization"."""
+    out = []
+    for phrase in phrases:
+        out.append(phrase)
+        out.append(phrase.replace("selling authorization", "resale authorization"))
+    return tuple(out)
+
+
 CREATED = EmailParser(
     name="resale_authorization_created",
     kind=Kind.RESALE_AUTHORIZATION_CREATED,
     subject=title_pattern(
-        "Create private offer for new selling authorization",
-        "Create private offer for new resale authorization",
-        "New selling authorization",
+        *_titles(
+            "Create private offer for new selling authorization",
+            "New selling authorization",
+            "Selling authorization created",
+            "View new selling authorization",
+        ),
         "Reseller opportunity created",
-        "Selling authorization created",
     ),
     required=_REQUIRED,
     default_role=Role.CHANNEL_PARTNER,
@@ -34,11 +46,13 @@ UPDATED = EmailParser(
     name="resale_authorization_updated",
     kind=Kind.RESALE_AUTHORIZATION_UPDATED,
     subject=title_pattern(
-        "View updated selling authorization",
-        "Create private offer for updated selling authorization",
-        "Updated selling authorization",
+        *_titles(
+            "View updated selling authorization",
+            "Create private offer for updated selling authorization",
+            "Updated selling authorization",
+            "Selling authorization updated",
+        ),
         "Reseller opportunity updated",
-        "Selling authorization updated",
     ),
     required=_REQUIRED,
     default_role=Role.CHANNEL_PARTNER,
@@ -48,11 +62,14 @@ REVOKED = EmailParser(
     name="resale_authorization_revoked",
     kind=Kind.RESALE_AUTHORIZATION_REVOKED,
     subject=title_pattern(
-        "View deactivated selling authorization",
-        "Deactivated selling authorization",
+        *_titles(
+            "View deactivated selling authorization",
+            "View revoked selling authorization",
+            "Deactivated selling authorization",
+            "Selling authorization revoked",
+            "Selling authorization deactivated",
+        ),
         "Reseller opportunity revoked",
-        "Selling authorization revoked",
-        "Selling authorization deactivated",
     ),
     required=_REQUIRED,
     default_role=Role.CHANNEL_PARTNER,
@@ -62,10 +79,13 @@ EXPIRED = EmailParser(
     name="resale_authorization_expired",
     kind=Kind.RESALE_AUTHORIZATION_EXPIRED,
     subject=title_pattern(
-        "View expired selling authorization",
-        "Expired selling authorization",
+        *_titles(
+            "View expired selling authorization",
+            "Expired selling authorization",
+            "Selling authorization expired",
+            "Selling authorization has expired",
+        ),
         "Reseller opportunity expired",
-        "Selling authorization expired",
     ),
     required=_REQUIRED,
     default_role=Role.CHANNEL_PARTNER,

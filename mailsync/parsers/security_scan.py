@@ -16,7 +16,10 @@ from mailsync.parsers.base import EmailParser
 def _subject(title: str) -> bool:
     if "vulnerabilit" in title:
         return True
-    return "scan" in title and ("reminder" in title or "security" in title)
+    return "scan" in title and any(word in title for word in _SCAN_WORDS)
+
+
+_SCAN_WORDS = ("reminder", "security", "result", "finding", "recurring", "marketplace")
 
 
 PARSER = EmailParser(

@@ -117,8 +117,8 @@ _MONTHS = {
 }
 _MON = r"(?P<mon>[A-Za-z]{3,9})\.?"
 _DATE_PATTERNS = (
-    # ISO first: 2026-03-03 (optionally followed by a time).
-    re.compile(r"(?<!\d)(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?!\d)"),
+    # Year first: ISO 2026-03-03 (optionally with a time), 2026/03/03.
+    re.compile(r"(?<!\d)(?P<y>\d{4})([-/.])(?P<m>\d{1,2})\2(?P<d>\d{1,2})(?!\d)"),
     # Documented MM-DD-YYYY (AWS uses US order; slashes read the same way).
     re.compile(r"(?<!\d)(?P<m>\d{1,2})([-/])(?P<d>\d{1,2})\2(?P<y>\d{4})(?!\d)"),
     # MMM-D-YYYY, the documented "no end" sentinel JAN-1-9999 uses it.
@@ -163,17 +163,15 @@ def parse_date(value: str) -> date | None:
         if match is None:
             continue
         groups = match.groupdict()
-        if "mon" in groups:
-            month = _MONTHS.get(groups["mon"].lower())
-            if month is None:
-                continue
-        else:
-            month = int(groups["m"])
+        named = _MONTHS.get(groups["mon"].lower()) if "mon" in groups else None
+        if "mon" in groups and named is None:
+            continue
+        number = named if named is not None else int(groups["m"])
         year = int(groups["y"])
         if year == 9999:
             return NO_END
         try:
-            return date(year, month, int(groups["d"]))
+            return date(year, number, int(groups["d"]))
         except ValueError:
             return None
     return None

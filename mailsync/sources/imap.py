@@ -83,6 +83,19 @@ def plan_batches(
     return batches
 
 
+def news_meanwhile(client: IMAPClient) -> bool:
+    """True (once) when the server announced new mail inside the answer to
+    another command of the pass. A message appended while SEARCH runs is
+    reported by an untagged EXISTS at the end of the SEARCH answer; imaplib
+    files that away, and the server never repeats it once IDLE starts, so
+    without this check the mail would wait for the next IDLE renewal."""
+    untagged = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(untagged, dict):
+        return False
+    news = [untagged.pop(key, None) for key in ("EXISTS", "RECENT")]
+    return any(news)
+
+
 class ImapSource:
     """Implements `mailsync.sources.base.Source` for one IMAP folder."""
 
@@ -294,6 +307,8 @@ class ImapSource:
         if not self.idle_capable() or self.client is None:
             stop.wait(min(timeout, self.settings.poll_interval))
             return
+        if news_meanwhile(self.client):
+            return  # the next pass runs at once
         limit = min(timeout, self.settings.idle_renew_seconds)
         try:
             idle_wait(self.client, limit, stop, self._beat)

@@ -58,9 +58,12 @@ def serve(
     stop: threading.Event,
     *,
     on_beat: Callable[[], None] = lambda: None,
+    on_error: Callable[[str | None], None] = lambda _: None,
 ) -> str | None:
     """The daemon's SQS worker: pass, long-poll, repeat until `stop`; connection
     errors back off (1 s steps, calling `on_beat` to stay visibly alive).
+    `on_error` gets each failure's message, and None once a pass succeeds
+    again (the daemon shows it in systemd's STATUS=).
     Returns the message of a fatal `StateError`, else None."""
     from mailsync.statedb import open_db
 
@@ -78,6 +81,7 @@ def serve(
             try:
                 result = source.run_pass(outbox, stop)
                 attempt = 0
+                on_error(None)
                 if result.fetched:
                     log.info("pass done", extra=kv(source=source.name, **vars(result)))
                 on_beat()
@@ -89,6 +93,7 @@ def serve(
             except Exception as err:  # the worker outlives any one failure
                 attempt += 1
                 delay = min(300, 2**attempt)
+                on_error(str(err))
                 if isinstance(err, TransientError):
                     log.error(f"{err}; retrying in {delay} s")
                 else:
