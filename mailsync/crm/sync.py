@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS crm_sync_state (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS crm_name_intents (
+    account TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account, name)
+);
 """
 
 
@@ -222,6 +225,7 @@ class CrmSync:
         for version, touch in folded:
             merge.apply(records[(touch.obj, touch.key)], touch, version)
         names = self._account_names(records)
+        intended = self._intended_names(names)
         outcome = _Outcome()
         for obj in m.OBJECTS:
             todo = []
@@ -229,12 +233,16 @@ class CrmSync:
                 if o != obj:
                     continue
                 desired = merge.render(record)
-                if obj == m.ACCOUNT and not merge.account_name_owned(
-                    record, names.get(key)
+                if (
+                    obj == m.ACCOUNT
+                    and not merge.account_name_owned(record, names.get(key))
+                    and (key, names.get(key)) not in intended
                 ):
                     continue  # someone else's Account: never touch its Name
                 if desired != record.written or (o, key) in retry:
                     todo.append((record, desired))
+            if obj == m.ACCOUNT:
+                self._intend(todo)
             self._write(obj, todo, outcome, result)
         self._opportunities(folded, records, before)
         self._commit([seq for seq, _ in batch], records.values(), outcome)
@@ -309,6 +317,11 @@ class CrmSync:
                 mirror.save(self.conn, records)
                 for record, _ in outcome.landed:
                     deadletter.clear(self.conn, record.obj, record.key)
+                    if record.obj == m.ACCOUNT:
+                        self.conn.execute(
+                            "DELETE FROM crm_name_intents WHERE account = ?",
+                            (record.key,),
+                        )
                 for record, sent, answer in outcome.refused:
                     deadletter.add(
                         self.conn,
@@ -338,6 +351,41 @@ class CrmSync:
                 answer.error_code,
                 answer.message,
             )
+
+    # -- Account Names mailsync is about to write ------------------------------
+    #
+    # A crash after the CRM applied an Account upsert but before the mirror was
+    # committed would leave a Name mailsync wrote that the mirror does not know;
+    # `merge.account_name_owned` would then take it for someone else's Name and
+    # never update it again. So the Names are recorded (committed) before the
+    # upsert, and such a Name counts as mailsync's own until a write lands.
+
+    def _intended_names(self, names: Mapping[str, str]) -> set[tuple[str, str]]:
+        keys = list(names)
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self.conn.execute(
+                "SELECT account, name FROM crm_name_intents WHERE account IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update((str(a), str(n)) for a, n in rows)
+        return found
+
+    def _intend(self, todo: list[tuple[merge.MirrorRecord, dict[str, Any]]]) -> None:
+        rows = [(r.key, str(d[m.NAME])) for r, d in todo if d.get(m.NAME)]
+        if not rows:
+            return
+        try:
+            with self.conn:
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO crm_name_intents (account, name)"
+                    " VALUES (?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as err:
+            raise StateError(f"CRM flush cannot be recorded: {err}") from None
 
     # -- small persistent state ----------------------------------------------
 
