@@ -171,6 +171,7 @@ class Daemon:
     def _start(self) -> None:
         self._workers_stop = stop = threading.Event()
         self._workers = []
+        self.problems.clear()  # the new workers report afresh
         for imap in self.settings.imap:
             worker = _Worker(f"imap:{imap.name}", threading.Thread())
             worker.thread = threading.Thread(

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from mailsync.crm.outbox import Outbox
 from mailsync.crm.salesforce import open_salesforce
 from mailsync.crm.sqlite_store import SqliteStore
 from mailsync.crm.sync import CrmSync
+from mailsync.event import Channel, Event, Kind
 from mailsync.parsers import parse_email
 from mailsync.statedb import open_db
 
@@ -267,3 +269,59 @@ def _reap(proc: subprocess.Popen[str]) -> int | None:
         proc.kill()
         proc.wait()
         return None
+
+
+class CrashAfter:
+    """The real SQLite store; the process "dies" (an exception no flush
+    catches) right after the CRM applied the first upsert of `obj`."""
+
+    def __init__(self, store: SqliteStore, obj: str) -> None:
+        self.store, self.obj, self.armed = store, obj, True
+        self.name = store.name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.store, attr)
+
+    def upsert(self, obj: str, ext: str, records: Any) -> Any:
+        answer = self.store.upsert(obj, ext, records)
+        if self.armed and obj == self.obj:
+            self.armed = False
+            raise SystemExit("killed after the CRM applied the write")
+        return answer
+
+
+def test_account_name_written_just_before_a_crash_stays_mailsyncs(
+    tmp_path: Path,
+) -> None:
+    """Found by the kill -9 test: after a crash between the CRM applying an
+    Account upsert and the state commit, mailsync took the Name it had written
+    for someone else's and never updated it again."""
+    settings = from_dict(
+        {
+            "state": {"path": str(tmp_path / "state.sqlite3")},
+            "crm": {"sqlite": {"path": str(tmp_path / "crm.sqlite3")}},
+        }
+    )
+    conn = open_db(settings.state.path)
+    store = SqliteStore(settings.crm.sqlite_path)
+    first, renamed = (
+        Event(
+            kind=Kind.OFFER_ACCEPTED,
+            channel=Channel.EMAIL,
+            source_id=f"crash-{n}@example",
+            occurred_at=datetime(2026, 3, n, tzinfo=UTC),
+            agreement_id=f"agmt-crash{n}",
+            customer_account_id="111122223333",
+            customer_account_ids=("111122223333",),
+            customer_name=name,
+        )
+        for n, name in ((1, "Acme"), (2, "Acme Corp"))
+    )
+    Outbox(conn).submit(first)
+    with pytest.raises(SystemExit):
+        CrmSync(settings, conn, backend=CrashAfter(store, m.ACCOUNT)).flush()
+    assert [a["Name"] for a in store.fetch_all(m.ACCOUNT)] == ["Acme"]
+    Outbox(conn).submit(renamed)
+    result = CrmSync(settings, conn, backend=store).flush()
+    assert (result.written, result.pending) == (2, 0)
+    assert [a["Name"] for a in store.fetch_all(m.ACCOUNT)] == ["Acme Corp"]

@@ -9,12 +9,25 @@ cap. A parse that exceeds it yields `Event.unrecognized("parse took longer
 than N s")`. Why a process and not a thread or a signal: a Python thread
 cannot be stopped, and neither a thread nor `SIGALRM` can interrupt a regular
 expression running inside the C `re` engine, so a runaway parse would keep
-burning CPU for ever. The parse therefore runs in one long-lived worker
-process (started with "spawn", safe in a multi-threaded daemon); on a timeout
-the worker is killed and a fresh one starts with the next message. The
-cost is one pipe round trip per message plus a one-time start-up. `fn` must
-be a module-level function (it is sent to the worker by name); `seconds <= 0`
-runs `fn` in the calling process without a cap.
+burning CPU for ever. The parse therefore runs in a long-lived worker process
+(started with "spawn", safe in a multi-threaded daemon); on a timeout the
+worker is killed and a fresh one takes the next input.
+
+`parse_many_with_timeout(fn, raws, seconds, on_event)` does the same for a
+whole batch in one pipe message: the worker streams the events back one by
+one, and `on_event(i, event)` runs in the caller for each as soon as it
+arrives, while the worker already parses the next input (so parsing overlaps
+the caller's own work, e.g. committing the previous event). Each input keeps
+its own cap, counted from the arrival of the previous answer (the worker
+started on input *i* when it sent answer *i-1*, so it always had at least
+`seconds`); the input that overruns becomes `unrecognized`, the worker is
+killed and the rest of the batch goes to a fresh one, so a hostile message
+costs its batch at most `seconds`.
+
+Workers come from a small pool (one per concurrent caller, at most
+`POOL_SIZE`), so one source's slow batch never delays another source's parse.
+`fn` must be a module-level function (it is sent to the worker by name);
+`seconds <= 0` runs `fn` in the calling process without a cap.
 """
 
 from __future__ import annotations
@@ -22,7 +35,9 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -31,6 +46,10 @@ from mailsync.config import SecuritySettings
 from mailsync.event import Event
 
 ParseFn = Callable[[bytes], Event]
+OnEvent = Callable[[int, Event], None]
+
+#: at most this many parse processes (callers beyond it wait for a free one)
+POOL_SIZE = 4
 
 
 def check_size(raw: bytes, settings: SecuritySettings) -> str | None:
@@ -50,63 +69,127 @@ def parse_with_timeout(fn: ParseFn, raw: bytes, seconds: float) -> Event:
     An exception raised by `fn` is returned as an `unrecognized` event whose
     reason names it, so one bad input never stops a batch.
     """
+    return parse_many_with_timeout(fn, [raw], seconds)[0]
+
+
+def parse_many_with_timeout(
+    fn: ParseFn,
+    raws: Sequence[bytes],
+    seconds: float,
+    on_event: OnEvent | None = None,
+) -> list[Event]:
+    """`fn(raw)` for every input, in order, each capped at `seconds`.
+
+    `on_event(i, event)` (optional) is called in order as each event arrives.
+    An exception it raises propagates (the worker is discarded first).
+    """
     if seconds <= 0:
-        return fn(raw)
-    return _WORKER.run(fn, raw, seconds)
+        events = []
+        for i, raw in enumerate(raws):
+            event = fn(raw)
+            events.append(event)
+            if on_event is not None:
+                on_event(i, event)
+        return events
+    if not raws:
+        return []
+    with _POOL.worker() as worker:
+        return worker.run(fn, raws, seconds, on_event)
 
 
 def shutdown() -> None:
-    """Stop the worker process (it is restarted on demand)."""
-    _WORKER.stop()
+    """Stop the idle worker processes (they are restarted on demand)."""
+    _POOL.stop()
 
 
 def _serve(conn: Connection) -> None:
-    """The worker's loop: receive (fn, raw), send back the event record."""
+    """The worker's loop: receive (fn, raws), send back one answer per input."""
     while True:
         try:
-            fn, raw = conn.recv()
+            fn, raws = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
-        try:
-            event = fn(raw)
-            reply: tuple[str, Any] = ("ok", event.to_record())
-        except Exception as err:
-            reply = ("error", f"{type(err).__name__}: {err}")
-        try:
-            conn.send(reply)
-        except (OSError, ValueError):
-            return
+        for raw in raws:
+            try:
+                reply: tuple[str, Any] = ("ok", fn(raw).to_record())
+            except Exception as err:
+                reply = ("error", f"{type(err).__name__}: {err}")
+            try:
+                conn.send(reply)
+            except (OSError, ValueError):
+                return
 
 
 class _Worker:
-    """One parse process, used by one caller at a time."""
+    """One parse process, used by one caller at a time (see `_Pool`)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
 
-    def run(self, fn: ParseFn, raw: bytes, seconds: float) -> Event:
-        with self._lock:
-            conn = self._ensure()
-            try:
-                conn.send((fn, raw))
-            except (OSError, EOFError):
+    def run(
+        self,
+        fn: ParseFn,
+        raws: Sequence[bytes],
+        seconds: float,
+        on_event: OnEvent | None,
+    ) -> list[Event]:
+        events: list[Event] = []
+        try:
+            while len(events) < len(raws):
+                self._send(fn, raws[len(events) :])
+                self._collect(raws, seconds, on_event, events)
+        except BaseException:
+            # Answers still in flight would be read as the next batch's.
+            self._kill()
+            raise
+        return events
+
+    def _send(self, fn: ParseFn, raws: Sequence[bytes]) -> None:
+        request = (fn, list(raws))
+        try:
+            self._ensure().send(request)
+        except (OSError, EOFError, ValueError):
+            self._kill()  # a worker that died while idle: start another one
+            self._ensure().send(request)
+
+    def _collect(
+        self,
+        raws: Sequence[bytes],
+        seconds: float,
+        on_event: OnEvent | None,
+        events: list[Event],
+    ) -> None:
+        """Read answers until the batch is done or the worker had to go."""
+        conn = self._conn
+        assert conn is not None
+        previous = time.monotonic()
+        while len(events) < len(raws):
+            healthy = True
+            if not conn.poll(max(0.0, previous + seconds - time.monotonic())):
+                event = Event.unrecognized(f"parse took longer than {seconds:g} s")
+                healthy = False
+            else:
+                try:
+                    status, payload = conn.recv()
+                except (EOFError, OSError):
+                    # The worker died (e.g. out of memory) on this input.
+                    event = Event.unrecognized("parser process died on this input")
+                    healthy = False
+                else:
+                    previous = time.monotonic()
+                    event = (
+                        Event.from_record(payload)
+                        if status == "ok"
+                        else Event.unrecognized(f"parser error: {payload}")
+                    )
+            if not healthy:
                 self._kill()
-                conn = self._ensure()
-                conn.send((fn, raw))
-            if not conn.poll(seconds):
-                self._kill()
-                return Event.unrecognized(f"parse took longer than {seconds:g} s")
-            try:
-                status, payload = conn.recv()
-            except (EOFError, OSError):
-                # The worker died (e.g. out of memory); the next call restarts it.
-                self._kill()
-                return Event.unrecognized("parser process died on this input")
-        if status == "ok":
-            return Event.from_record(payload)
-        return Event.unrecognized(f"parser error: {payload}")
+            events.append(event)
+            if on_event is not None:
+                on_event(len(events) - 1, event)
+            if not healthy:
+                return
 
     def _ensure(self) -> Connection:
         if self._proc is not None and self._proc.is_alive() and self._conn:
@@ -132,10 +215,38 @@ class _Worker:
             self._proc.join(5)
             self._proc = None
 
+
+class _Pool:
+    """Idle workers, handed to one caller at a time; at most `size` exist."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._count = 0
+
+    @contextmanager
+    def worker(self) -> Iterator[_Worker]:
+        with self._cond:
+            while not self._idle and self._count >= self.size:
+                self._cond.wait()
+            if self._idle:
+                worker = self._idle.pop()
+            else:
+                worker = _Worker()
+                self._count += 1
+        try:
+            yield worker
+        finally:
+            with self._cond:
+                self._idle.append(worker)
+                self._cond.notify()
+
     def stop(self) -> None:
-        with self._lock:
-            self._kill()
+        with self._cond:  # a busy worker is left to its caller
+            for worker in self._idle:
+                worker._kill()
 
 
-_WORKER = _Worker()
+_POOL = _Pool(POOL_SIZE)
 atexit.register(shutdown)
