@@ -9,14 +9,18 @@
   reconnect, so mail that arrived meanwhile is not missed;
 - APScheduler 3.11 interval jobs (coalesce, max_instances=1,
   misfire_grace_time) for Maildir polls and the CRM flush every
-  `[crm] flush_interval` s;
+  `[crm] flush_interval` s; the flushes share one `CrmConnection`, so one
+  Salesforce login serves them all (a new one after an expired session or a
+  failed flush; see `mailsync.crm.connection`);
 - the main thread handles signals and talks to systemd: READY=1 once started,
   WATCHDOG=1 only while every worker shows progress, STATUS=…, STOPPING=1.
 
 SIGTERM/SIGINT: workers finish their current message, commit, and the process
 exits 0 within a few seconds. SIGHUP: the config is read again; an invalid one
-is logged and the running one kept. Each thread or job opens its own SQLite
-connection (sqlite3 connections are not shared across threads).
+is logged and the running one kept. Stopping and a reload close the CRM
+session (the next flush with work logs in with the new settings). Each thread
+or job opens its own SQLite connection (sqlite3 connections are not shared
+across threads).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailsync import config
 from mailsync.config import ImapSettings, Settings
+from mailsync.crm.connection import CrmConnection
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync
 from mailsync.errors import ConfigError, MailsyncError, StateError
@@ -86,6 +91,9 @@ class Daemon:
         self._workers_stop = threading.Event()
         self._workers: list[_Worker] = []
         self._scheduler: BackgroundScheduler | None = None
+        #: the CRM backend (Salesforce session) the flushes of the running
+        #: configuration share; closed by `_halt`
+        self._crm: CrmConnection | None = None
         #: what is wrong right now, per worker ("imap:NAME", "sqs", "crm");
         #: shown in systemd's STATUS= and cleared when the part recovers
         self.problems: dict[str, str] = {}
@@ -211,12 +219,13 @@ class Daemon:
                 args=(self._maildir_pass, md, stop),
                 id=f"maildir:{md.path}",
             )
+        self._crm = CrmConnection(self.settings)
         sched.add_job(
             self._job,
             "interval",
             seconds=self.settings.crm.flush_interval,
             next_run_time=now,
-            args=(self._flush, None, stop),
+            args=(self._flush, self._crm, stop),
             id="crm",
         )
         sched.start()
@@ -227,6 +236,9 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._crm is not None:  # no flush runs any more: log out of the CRM
+            self._crm.close()
+            self._crm = None
         for w in self._workers:
             w.thread.join(timeout=10)
 
@@ -260,10 +272,10 @@ class Daemon:
         finally:
             conn.close()
 
-    def _flush(self, _: Any, stop: threading.Event) -> None:
+    def _flush(self, crm: CrmConnection, stop: threading.Event) -> None:
         conn = open_db(self.settings.state.path)
         try:
-            sync = CrmSync(self.settings, conn)
+            sync = CrmSync(self.settings, conn, connection=crm)
             try:
                 result = sync.flush()
             finally:

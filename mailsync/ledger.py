@@ -20,6 +20,8 @@ API for sources (IMAP, Maildir, SQS)::
     ledger.seen_before(source, message_id, sha256)   # finished under another key
     ledger.source_ok(name, checkpoint="uidvalidity=5 uid=120")
     ledger.source_error(name, "login failed: ...")
+    with ledger.batch():                         # one commit for many records
+        ...                                      # (and outbox submits)
 
 Keys are source-defined: IMAP uses ``<uidvalidity>:<uid>``, Maildir the file's
 path relative to the folder, SQS the message ID.
@@ -28,12 +30,13 @@ path relative to the folder, SQS the message ID.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.errors import StateError
-from mailsync.statedb import ensure
+from mailsync.statedb import atomic, ensure
 
 SYNCED = "synced"
 UNRECOGNIZED = "unrecognized"
@@ -108,17 +111,94 @@ class SourceStatus:
     quarantined: int
 
 
+class Batch:
+    """A batch transaction: ``with ledger.batch() as batch: ...``.
+
+    It opens ``BEGIN IMMEDIATE`` on entry and commits on a clean exit (rolls
+    back on an exception, which leaves every input of the batch unrecorded and
+    so unmarked). Writes inside (`Ledger.record`, `Outbox.submit`) become
+    savepoints of it. Other connections (the CRM flusher, other sources) wait
+    for the write lock meanwhile, so `step()` after each input commits early
+    once the lock has been held for `max_hold` seconds; `ensure()` before the
+    next input's writes opens the next transaction. Entered while a
+    transaction is already open, it leaves every decision to that one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, max_hold: float = 0.5) -> None:
+        self.conn = conn
+        self.max_hold = max_hold
+        self.nested = False
+        self.started = 0.0
+
+    def __enter__(self) -> Batch:
+        self.nested = self.conn.in_transaction
+        self.ensure()
+        return self
+
+    def ensure(self) -> None:
+        """Open the batch's transaction unless one is open."""
+        if self.conn.in_transaction:
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StateError(f"ledger write failed: {err}") from None
+        self.started = time.monotonic()
+
+    def step(self) -> None:
+        """Commit now if the write lock has been held for `max_hold` s."""
+        if self.nested or not self.conn.in_transaction:
+            return
+        if time.monotonic() - self.started >= self.max_hold:
+            self._commit()
+
+    def commit(self) -> None:
+        """Make everything written so far durable (the next write reopens)."""
+        if not self.nested and self.conn.in_transaction:
+            self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._rollback()
+            raise StateError(f"ledger commit failed: {err}") from None
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error being raised says more
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.nested:
+            return
+        if exc_type is not None:
+            self._rollback()
+        elif self.conn.in_transaction:
+            self._commit()
+
+
 class Ledger:
     """Typed access to the ledger tables; every write is one committed
-    transaction, so a recorded outcome survives a crash."""
+    transaction (or a savepoint of the caller's `batch()`), so a recorded
+    outcome survives a crash."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         ensure(conn, _DDL)
 
+    def batch(self) -> Batch:
+        """One transaction around many writes (a FETCH batch): `record` and the
+        outbox's `submit` join it, and it all becomes durable with one commit
+        (one fsync) when the `with` block exits; the caller marks its inputs
+        only afterwards. See `Batch`."""
+        return Batch(self.conn)
+
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         try:
-            with self.conn:
+            with atomic(self.conn, "ledger_write"):
                 self.conn.execute(sql, params)
         except sqlite3.Error as err:
             raise StateError(f"ledger write failed: {err}") from None
@@ -142,7 +222,7 @@ class Ledger:
             raise ValueError(f"unknown outcome {outcome!r}")
         ts = now()
         try:
-            with self.conn:
+            with atomic(self.conn, "ledger_record"):
                 self.conn.execute(
                     "INSERT INTO ledger (source, key, message_id, sha256, outcome,"
                     " reason, first_seen, updated_at) VALUES (?,?,?,?,?,?,?,?)"
@@ -178,6 +258,15 @@ class Ledger:
             "SELECT outcome FROM ledger WHERE source=? AND key=?", (source, key)
         ).fetchone()
         return str(row[0]) if row and row[0] in FINAL else None
+
+    def finished_with_hash(self, source: str, key: str) -> tuple[str, str] | None:
+        """(outcome, SHA-256) of the input finished under this key, or None."""
+        row = self.conn.execute(
+            "SELECT outcome, sha256 FROM ledger WHERE source=? AND key=?"
+            " AND outcome IN ('synced','unrecognized','rejected')",
+            (source, key),
+        ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
     def finished_hash(self, source: str, key: str) -> str | None:
         """SHA-256 of the input finished under this key, or None."""

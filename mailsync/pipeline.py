@@ -16,6 +16,13 @@
 6. The outcome is committed to the ledger *after* the sink, so an input whose
    outcome is final is never lost; the caller marks its input only afterwards.
 
+`Pipeline.handle_batch(items, sink, source=...)` does the same for a FETCH
+batch of emails with two costs paid once per batch instead of once per
+message: one round trip to the parse worker (the events stream back while the
+main process trust-checks and submits the previous ones) and one commit (one
+fsync) for all outbox and ledger writes (`Ledger.batch`). Its outcomes are
+durable only when it returns; the caller marks the inputs afterwards.
+
 `StateError` (the state store cannot be written) is the one exception that
 propagates: the caller must stop and leave the input unmarked.
 """
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from typing import Literal
@@ -34,7 +43,7 @@ from mailsync.config import Settings
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import StateError, TransientError
 from mailsync.event import Event, Trust
-from mailsync.ledger import Ledger
+from mailsync.ledger import Batch, Ledger
 from mailsync.log import kv
 from mailsync.sink import Sink
 
@@ -57,6 +66,27 @@ class Outcome:
     @property
     def final(self) -> bool:
         return self.outcome in L.FINAL
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input of a batch: its ledger key, bytes and origin (for the outbox)."""
+
+    key: str
+    raw: bytes
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An input that passed the cheap checks and needs parsing."""
+
+    digest: str
+    message_id: str | None
+
+
+class _Stopped(Exception):
+    """Raised out of the parse stream when the caller asked to stop."""
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -93,11 +123,107 @@ class Pipeline:
         origin: str = "",
     ) -> Outcome:
         """Process one input and commit its outcome to the ledger."""
+        pre = self._precheck(raw, source, key, kind)
+        if isinstance(pre, Outcome):
+            return pre
+        try:
+            event = self._parse_one(raw, kind)
+        except StateError:
+            raise
+        except Exception as err:
+            return self._failed(source, key, pre, kind, err)
+        return self._finish(raw, event, pre, sink, source, key, kind, origin)
+
+    def handle_batch(
+        self,
+        items: Sequence[Item],
+        sink: Sink,
+        *,
+        source: str,
+        stop: threading.Event | None = None,
+        beat: Callable[[], None] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+        tx: Batch | None = None,
+    ) -> list[Outcome | None]:
+        """`handle` (kind email) for each item, in one transaction.
+
+        Returns one outcome per item, all committed when this returns, unless
+        the caller passes its own open `tx` (`Ledger.batch()`): the outcomes
+        are then durable only once the caller commits it. When `stop` is set
+        the batch ends after the current item and the items not reached are
+        None (unrecorded: the caller must neither mark them nor move its
+        checkpoint past them). `beat` is called after every item; `meanwhile`
+        once while the worker parses (see `limits.parse_many_with_timeout`).
+        """
+        if tx is None:
+            with self.ledger.batch() as own:
+                return self._batch(items, sink, source, stop, beat, meanwhile, own)
+        return self._batch(items, sink, source, stop, beat, meanwhile, tx)
+
+    def _batch(
+        self,
+        items: Sequence[Item],
+        sink: Sink,
+        source: str,
+        stop: threading.Event | None,
+        beat: Callable[[], None] | None,
+        meanwhile: Callable[[], None] | None,
+        tx: Batch,
+    ) -> list[Outcome | None]:
+        outcomes: list[Outcome | None] = [None] * len(items)
+        tx.ensure()
+        todo: list[tuple[int, _Pending]] = []
+        later: list[int] = []  # a copy of an input earlier in this batch
+        digests: set[str] = set()
+        ids: set[str] = set()
+        for i, item in enumerate(items):
+            pre = self._precheck(item.raw, source, item.key, "email")
+            if isinstance(pre, Outcome):
+                outcomes[i] = pre
+            elif pre.digest in digests or (pre.message_id or "") in ids:
+                later.append(i)  # handled once the first copy is recorded
+            else:
+                digests.add(pre.digest)
+                if pre.message_id:
+                    ids.add(pre.message_id)
+                todo.append((i, pre))
+
+        def finish(j: int, event: Event) -> None:
+            i, pre = todo[j]
+            item = items[i]
+            tx.ensure()
+            outcomes[i] = self._finish(
+                item.raw, event, pre, sink, source, item.key, "email", item.origin
+            )
+            tx.step()
+            if beat is not None:
+                beat()
+            if stop is not None and stop.is_set():
+                raise _Stopped
+
+        try:
+            self._parse_many([items[i].raw for i, _ in todo], finish, meanwhile)
+        except _Stopped:
+            return outcomes
+        for i in later:
+            if stop is not None and stop.is_set():
+                break
+            tx.ensure()
+            item = items[i]
+            outcomes[i] = self.handle(
+                item.raw, sink, source=source, key=item.key, origin=item.origin
+            )
+        return outcomes
+
+    def _precheck(
+        self, raw: bytes, source: str, key: str, kind: InputKind
+    ) -> Outcome | _Pending:
+        """The checks that need no parsing: a final Outcome, or _Pending."""
         digest = sha256_hex(raw)
         metrics.fetched(source)
-        done = self.ledger.finished(source, key)
-        if done is not None and self.ledger.finished_hash(source, key) == digest:
-            return Outcome(done, "already handled", sha256=digest)
+        done = self.ledger.finished_with_hash(source, key)
+        if done is not None and done[1] == digest:
+            return Outcome(done[0], "already handled", sha256=digest)
         # (a finished key with other bytes is a file rewritten in place: new input)
         message_id = header_message_id(raw) if kind == "email" else None
         limit = self.settings.security.max_message_bytes
@@ -120,8 +246,26 @@ class Pipeline:
                 message_id=message_id,
                 sha256=digest,
             )
+        return _Pending(digest, message_id)
+
+    def _finish(
+        self,
+        raw: bytes,
+        event: Event,
+        pre: _Pending,
+        sink: Sink,
+        source: str,
+        key: str,
+        kind: InputKind,
+        origin: str,
+    ) -> Outcome:
+        """Trust-check a parsed event, submit it and record the outcome."""
+        digest, message_id = pre.digest, pre.message_id
         try:
-            event = self._parse(raw, kind)
+            if kind == "email" and event.recognized:
+                from mailsync.security.email_trust import check_email
+
+                event = check_email(raw, event, self.settings.security)
             message_id = event.source_id or message_id
             if not event.recognized:
                 return self._record(
@@ -150,16 +294,8 @@ class Pipeline:
             new = self._submit(sink, event, origin)
         except StateError:
             raise
-        except TransientError as err:
-            return self._record(
-                source, key, message_id, digest, L.FAILED, str(err), None, kind
-            )
-        except Exception as err:  # one bad input never stops the batch
-            log.exception("input failed", extra=kv(source=source, key=key))
-            reason = f"internal error: {type(err).__name__}: {err}"
-            return self._record(
-                source, key, message_id, digest, L.FAILED, reason, None, kind
-            )
+        except Exception as err:
+            return self._failed(source, key, _Pending(digest, message_id), kind, err)
         self.ledger.record(
             source,
             key,
@@ -180,6 +316,20 @@ class Pipeline:
         )
         return Outcome(L.SYNCED, None, event, not new, message_id, digest)
 
+    def _failed(
+        self, source: str, key: str, pre: _Pending, kind: InputKind, err: Exception
+    ) -> Outcome:
+        """`failed` (retried later) for a TransientError or an internal error;
+        one bad input never stops the batch."""
+        if isinstance(err, TransientError):
+            reason = str(err)
+        else:
+            log.exception("input failed", extra=kv(source=source, key=key))
+            reason = f"internal error: {type(err).__name__}: {err}"
+        return self._record(
+            source, key, pre.message_id, pre.digest, L.FAILED, reason, None, kind
+        )
+
     def too_big(self, size: int) -> bool:
         return size > self.settings.security.max_message_bytes
 
@@ -198,9 +348,14 @@ class Pipeline:
     def evaluate(self, raw: bytes) -> Event:
         """Parse and trust-check one email exactly as `handle` does, without
         submitting or recording it (`mailsync quarantine retry`)."""
-        return self._parse(raw, "email")
+        event = self._parse_one(raw, "email")
+        if event.recognized:
+            from mailsync.security.email_trust import check_email
 
-    def _parse(self, raw: bytes, kind: InputKind) -> Event:
+            event = check_email(raw, event, self.settings.security)
+        return event
+
+    def _parse_one(self, raw: bytes, kind: InputKind) -> Event:
         if kind == "json":
             from mailsync.parsers import json_input  # lands with the SNS parsers
 
@@ -208,15 +363,24 @@ class Pipeline:
             event: Event = parse_json(raw)
             return event
         from mailsync.parsers import parse_email
-        from mailsync.security.email_trust import check_email
         from mailsync.security.limits import parse_with_timeout
 
         # A worker process with a time cap: a runaway parse cannot stall a source.
         seconds = self.settings.security.parse_timeout_seconds
-        event = parse_with_timeout(parse_email, raw, seconds)
-        if event.recognized:
-            event = check_email(raw, event, self.settings.security)
-        return event
+        return parse_with_timeout(parse_email, raw, seconds)
+
+    def _parse_many(
+        self,
+        raws: Sequence[bytes],
+        on_event: Callable[[int, Event], None],
+        meanwhile: Callable[[], None] | None,
+    ) -> None:
+        from mailsync.parsers import parse_email
+        from mailsync.security.limits import parse_many_with_timeout
+
+        # One worker round trip per batch, each message still capped alone.
+        seconds = self.settings.security.parse_timeout_seconds
+        parse_many_with_timeout(parse_email, raws, seconds, on_event, meanwhile)
 
     @staticmethod
     def _submit(sink: Sink, event: Event, origin: str) -> bool:

@@ -10,6 +10,8 @@ such a commit. Any `sqlite3` failure to open or write becomes a `StateError`.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mailsync.errors import StateError
@@ -38,6 +40,44 @@ def ensure(conn: sqlite3.Connection, ddl: str) -> None:
         conn.executescript(ddl)
     except sqlite3.Error as err:
         raise StateError(f"state store schema cannot be created: {err}") from None
+
+
+@contextmanager
+def atomic(conn: sqlite3.Connection, name: str = "mailsync") -> Iterator[None]:
+    """One atomic unit of writes that nests.
+
+    Outside a transaction: ``BEGIN IMMEDIATE … COMMIT`` (the write lock is
+    taken up front, so a read-then-write never fails with SQLITE_BUSY half
+    way). Inside one (a source committing a whole FETCH batch at once): a
+    ``SAVEPOINT`` that is released into it, or rolled back alone on error,
+    so the outer transaction decides when everything becomes durable. Needs
+    a connection from `open_db` (``isolation_level=None``); never use
+    ``with conn:`` inside, which would commit the outer transaction.
+    """
+    if conn.in_transaction:
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            try:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            except sqlite3.Error:
+                pass  # SQLite already rolled everything back (disk full, I/O)
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more
+        raise
+    conn.execute("COMMIT")
 
 
 def explain(message: str, path: Path) -> str:

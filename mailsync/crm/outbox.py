@@ -2,8 +2,11 @@
 
 `Outbox.submit(event)` commits the event to the state store and returns; from
 then on the event survives a crash and the source may mark its input
-processed. A delivery whose transport ID (Message-ID, SNS MessageId, EventBridge
-id or requestId) was seen before is not stored again. The flusher reads
+processed. Called inside an open transaction (a source committing a whole
+FETCH batch at once, see `mailsync.statedb.atomic`), it joins it as a
+savepoint instead, and the event is durable when that transaction commits.
+A delivery whose transport ID (Message-ID, SNS MessageId, EventBridge id or
+requestId) was seen before is not stored again. The flusher reads
 `pending()` in order and calls `done()` once the CRM write is durable.
 """
 
@@ -15,7 +18,7 @@ from datetime import UTC, datetime
 
 from mailsync.errors import StateError
 from mailsync.event import Event
-from mailsync.statedb import ensure
+from mailsync.statedb import atomic, ensure
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -48,8 +51,7 @@ class Outbox:
         """Commit `event` durably; False if a delivery with its ID was seen."""
         ids = [i for i in {event.source_id, *event.dedupe_ids} if i]
         try:
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
+            with atomic(self.conn, "outbox_submit"):
                 for delivery_id in ids:
                     row = self.conn.execute(
                         "SELECT 1 FROM delivery_ids WHERE delivery_id = ?",
@@ -82,7 +84,7 @@ class Outbox:
     def done(self, seqs: list[int]) -> None:
         """Mark these outbox entries as written to the CRM."""
         try:
-            with self.conn:
+            with atomic(self.conn, "outbox_done"):
                 self.conn.executemany(
                     "UPDATE outbox SET flushed_at = ? WHERE seq = ?",
                     [(_now(), s) for s in seqs],

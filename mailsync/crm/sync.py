@@ -19,6 +19,11 @@ harmless. `TransientError` from the backend commits nothing (events stay
 pending; the result says why); `CrmPausedError` also pauses flushing for
 `pause_seconds`, persisted so that `status` shows it. A record the CRM refuses
 is dead-lettered and not counted as written in the mirror.
+
+The backend is opened lazily, by the first batch that needs it. A one-shot
+command lets `CrmSync` open and close its own; the daemon passes a
+`CrmConnection` so that one Salesforce session serves every flush
+(`mailsync.crm.connection`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from mailsync.config import Settings
 from mailsync.crm import deadletter, merge, mirror
 from mailsync.crm import mapping as m
 from mailsync.crm.backend import CrmBackend, WriteResult
+from mailsync.crm.connection import CrmConnection
+from mailsync.crm.connection import make_backend as make_backend  # re-exported
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import CrmPausedError, MailsyncError, StateError, TransientError
 from mailsync.event import Event
@@ -60,17 +67,6 @@ class FlushResult:
     paused_reason: str | None = None  #: why writes are paused (API limit, outage)
     records: int = 0  #: CRM records written
     writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-def make_backend(settings: Settings) -> CrmBackend:
-    """Open the configured backend; `TransientError` when unreachable."""
-    if settings.crm.backend == "salesforce":
-        from mailsync.crm.salesforce import open_salesforce
-
-        return open_salesforce(settings.crm.salesforce)
-    from mailsync.crm.sqlite_store import SqliteStore
-
-    return SqliteStore(settings.crm.sqlite_path)
 
 
 def crm_mapping(settings: Settings) -> m.CrmMapping:
@@ -111,9 +107,13 @@ class CrmSync:
         state: sqlite3.Connection,
         backend: CrmBackend | None = None,
         *,
+        connection: CrmConnection | None = None,
         batch_events: int = 2000,
         pause_seconds: int | None = None,
     ) -> None:
+        """`backend`: use (and close) this one; else `connection`: borrow its
+        backend, kept open after `close()` and discarded when a flush fails;
+        else open one from `settings` when first needed, closed by `close()`."""
         self.settings = settings
         self.conn = state
         self.outbox = Outbox(state)
@@ -122,6 +122,7 @@ class CrmSync:
         ensure(state, _DDL)
         self.mapping = crm_mapping(settings)
         self._backend = backend
+        self._connection = None if backend is not None else connection
         self.batch_events = batch_events
         #: after REQUEST_LIMIT_EXCEEDED; `[crm] pause_seconds` unless given
         self.pause_seconds = (
@@ -137,7 +138,11 @@ class CrmSync:
     @property
     def backend(self) -> CrmBackend:
         if self._backend is None:
-            self._backend = make_backend(self.settings)
+            self._backend = (
+                self._connection.acquire()
+                if self._connection is not None
+                else make_backend(self.settings)
+            )
         return self._backend
 
     # -- public ----------------------------------------------------------------
@@ -169,8 +174,12 @@ class CrmSync:
             result.paused_reason = f"{err} (paused until {until_at})"
         except TransientError as err:
             metrics.crm_error(self.settings.crm.backend, "transient")
+            self._discard(str(err))
             self._set(last_error=f"{_ts(_now())} {err}")
             result.paused_reason = str(err)
+        except Exception as err:
+            self._discard(f"{type(err).__name__}: {err}")
+            raise
         result.pending = self.outbox.depth()
         metrics.flushed(self.settings.crm.backend, result.written, result.pending)
         return result
@@ -202,9 +211,21 @@ class CrmSync:
         }
 
     def close(self) -> None:
-        if self._backend is not None:
+        """Close the backend, or hand it back to the `connection` (which keeps
+        a Salesforce session open for the next flush)."""
+        if self._connection is not None:
+            self._backend = None
+            self._connection.release()
+        elif self._backend is not None:
             self._backend.close()
             self._backend = None
+
+    def _discard(self, reason: str) -> None:
+        """After a failed flush, a borrowed backend is not reused: the next
+        flush opens (logs in to) a new one."""
+        if self._connection is not None:
+            self._backend = None
+            self._connection.discard(reason)
 
     # -- one batch -------------------------------------------------------------
 

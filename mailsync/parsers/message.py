@@ -7,15 +7,19 @@ an immutable `EmailView` that parsers and the trust check share.
 
 Inline forwards: when the body holds a forward marker (Gmail's "----------
 Forwarded message ---------", Apple Mail's "Begin forwarded message:",
-Outlook's "-----Original Message-----" or a bare "From:/Sent:/Subject:"
-block), the view's `text` is the quoted original below the header block,
-`subject` the original's subject and `original_date` its date. Lines quoted
-with `>` are unquoted. The forwarding message's own sender is `forwarder`.
-A message forwarded as an attachment (message/rfc822 part) takes the subject,
-sender and date from the attached message's own headers.
+Outlook's "-----Original Message-----", mutt's "----- Forwarded message from
+X -----" or a bare "From:/Sent:/Subject:" block), the view's `text` is the
+quoted original below the header block, `subject` the original's subject and
+`original_date` its date. Lines quoted with `>` are unquoted. The forwarding
+message's own sender is `forwarder`. A message forwarded as an attachment
+(message/rfc822 part) takes the subject, sender and date from the attached
+message's own headers.
 
 Bodies that mail-parser could only decode with replacement characters (8-bit
-text declaring no charset) are decoded again as windows-1252.
+text declaring no charset) are decoded again as windows-1252. A text/plain
+part sent as `format=flowed` (RFC 3676, common in forwards from Thunderbird
+and Apple Mail) has its soft line breaks joined again, so a long value
+wrapped by the client reads as one line.
 """
 
 from __future__ import annotations
@@ -75,8 +79,9 @@ class EmailView:
 _FWD_PREFIX = re.compile(r"^\s*(?:(?:fwd?|fw|tr|wg|rv|enc)\s*:\s*|\[fwd?:?\s*)+", re.I)
 _RE_PREFIX = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.I)
 _MARKERS = re.compile(
-    r"^[>\s]*(?:-{2,}\s*Forwarded message\s*-{2,}|Begin forwarded message:?"
-    r"|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded by .*|_{8,})\s*$",
+    r"^[>\s]*(?:-{2,}\s*Forwarded message(?:\s+from\s.*?)?\s*-{2,}"
+    r"|Begin forwarded message:?|-{2,}\s*Original Message\s*-{2,}"
+    r"|-{2,}\s*Forwarded by .*|_{8,})\s*$",
     re.I | re.M,
 )
 # Outlook puts no marker line: the block starts at "From:" and has "Sent:".
@@ -103,6 +108,9 @@ def email_view(raw: bytes) -> EmailView:
     html = "\n".join(str(part) for part in mail.text_html)
     if "\ufffd" in plain:
         plain = _redecode(message, "text/plain") or plain
+    flowed = _flowed(message)
+    if flowed is not None:
+        plain = _unflow(plain, delsp=flowed)
     if plain.strip():
         text, alt_html = plain, html
     else:
@@ -159,6 +167,44 @@ def _attached_original(message: Message) -> Message | None:
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return inner[0]
     return None
+
+
+def _flowed(message: Message) -> bool | None:
+    """For a `format=flowed` text/plain part: whether it is `DelSp=yes`
+    (RFC 3676 section 4.2); None when no text/plain part is flowed."""
+    for part in message.walk():
+        if part.get_content_type() != "text/plain" or part.is_multipart():
+            continue
+        if str(part.get_param("format") or "").lower() == "flowed":
+            return str(part.get_param("delsp") or "").lower() == "yes"
+    return None
+
+
+def _unflow(text: str, *, delsp: bool) -> str:
+    """Undo RFC 3676 soft line breaks: a line ending in a space continues on
+    the next line of the same quote depth (the "-- " signature line
+    excepted); one leading space of a line is stuffing and is removed."""
+    out: list[str] = []
+    pending = ""
+    pending_depth = -1
+    for line in text.replace("\r\n", "\n").split("\n"):
+        content = line.lstrip(">")
+        depth = len(line) - len(content)
+        if content.startswith(" "):
+            content = content[1:]
+        if pending_depth not in (-1, depth):  # the quote depth changed
+            out.append(pending)
+            pending, pending_depth = "", -1
+        head = pending or (">" * depth + (" " if depth else ""))
+        if content.endswith(" ") and content != "-- ":
+            pending = head + (content[:-1] if delsp else content)
+            pending_depth = depth
+            continue
+        out.append(head + content)
+        pending, pending_depth = "", -1
+    if pending:
+        out.append(pending)
+    return "\n".join(out)
 
 
 def _redecode(message: Message, content_type: str) -> str | None:
@@ -258,7 +304,9 @@ _TZ_NAMES = {
 _LOOSE_DATE = re.compile(
     r"(?:(?P<mon1>[A-Za-z]{3,9})\.?\s+(?P<d1>\d{1,2}),?|(?P<d2>\d{1,2})\s+(?P<mon2>[A-Za-z]{3,9})\.?,?)"
     r"\s+(?P<y>\d{4}),?\s*(?:at\s+)?(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?"
-    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?\s*(?P<tz>[A-Z]{1,4}|[+-]\d{2}:?\d{2})?"
+    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?"
+    # Apple Mail writes zones without an abbreviation as "GMT+9" / "GMT+5:30"
+    r"\s*(?P<tz>(?:GMT|UTC)[+-]\d{1,2}(?::?\d{2})?|[A-Z]{1,4}|[+-]\d{2}:?\d{2})?"
 )
 _MONTHS = (
     "jan",
@@ -324,10 +372,10 @@ def _tz(name: str | None, outer_raw_date: Any) -> timezone:
     if name:
         if name in _TZ_NAMES:
             return timezone(timedelta(hours=_TZ_NAMES[name]))
-        offset = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
+        offset = re.fullmatch(r"(?:GMT|UTC)?([+-])(\d{1,2}):?(\d{2})?", name)
         if offset:
             sign = -1 if offset.group(1) == "-" else 1
-            minutes = int(offset.group(2)) * 60 + int(offset.group(3))
+            minutes = int(offset.group(2)) * 60 + int(offset.group(3) or 0)
             return timezone(sign * timedelta(minutes=minutes))
     if outer_raw_date:
         try:

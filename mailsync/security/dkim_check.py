@@ -11,12 +11,15 @@ from `amazonses.com`) never costs a look-up or a DNS failure.
 look-up, it tells "no key" (NXDOMAIN, no TXT record: the signature fails for
 good) from "DNS unavailable" (timeout, SERVFAIL from every server, no resolver:
 `TransientError`, so the message stays pending and is checked again later).
+Answers are cached in memory for their DNS TTL (at most an hour; "no key" for a
+minute); failures are not cached.
 Tests inject their own function serving a locally generated key.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +31,10 @@ import dns.resolver
 from mailsync.errors import TransientError
 
 _MISSING_KEY = "missing public key"
+#: how long a key (at most) and "no key" answers are kept, in seconds
+_MAX_TTL = 3600
+_NEGATIVE_TTL = 60.0
+_CACHE_ENTRIES = 1000
 
 
 class DnsFunc(Protocol):
@@ -190,14 +197,30 @@ def resolver_dnsfunc(
                 resolver.port = port
         return resolver
 
+    # DKIM keys change rarely and every message of a sender names the same
+    # selector: keep answers for their DNS TTL (capped), so a backfill does
+    # one look-up per key instead of one per message.
+    cache: dict[str, tuple[float, bytes | None]] = {}
+
     def lookup(name: bytes, timeout: int | float = timeout) -> bytes | None:
         qname = _text(name)
+        hit = cache.get(qname.lower())
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        value, ttl = fetch(qname, timeout)
+        if len(cache) >= _CACHE_ENTRIES:
+            cache.clear()
+        cache[qname.lower()] = (time.monotonic() + ttl, value)
+        return value
+
+    def fetch(qname: str, timeout: int | float) -> tuple[bytes | None, float]:
+        """(key record or None, seconds it may be kept)."""
         try:
             answer = get_resolver().resolve(
                 qname, "TXT", lifetime=float(timeout), raise_on_no_answer=False
             )
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
+            return None, _NEGATIVE_TTL
         except dns.exception.Timeout:
             raise TransientError(
                 f"DKIM key look-up for {qname} timed out after {timeout} s"
@@ -209,10 +232,11 @@ def resolver_dnsfunc(
         except dns.exception.DNSException as err:
             raise TransientError(f"DKIM key look-up for {qname}: {err}") from None
         if answer.rrset is None:
-            return None
+            return None, _NEGATIVE_TTL
+        ttl = float(min(answer.rrset.ttl, _MAX_TTL))
         for rdata in answer.rrset:
             # A TXT record may be split in several strings (RFC 6376 3.6.2.2).
-            return b"".join(rdata.strings)
-        return None
+            return b"".join(rdata.strings), ttl
+        return None, _NEGATIVE_TTL
 
     return lookup

@@ -77,13 +77,19 @@ def parse_many_with_timeout(
     raws: Sequence[bytes],
     seconds: float,
     on_event: OnEvent | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[Event]:
     """`fn(raw)` for every input, in order, each capped at `seconds`.
 
     `on_event(i, event)` (optional) is called in order as each event arrives.
-    An exception it raises propagates (the worker is discarded first).
+    `meanwhile()` (optional) is called once, right after the inputs went to the
+    worker: work of the caller's that overlaps the parse (the IMAP source
+    fetches its next batch). An exception raised by either propagates (the
+    worker is discarded first).
     """
-    if seconds <= 0:
+    if seconds <= 0 or not raws:
+        if meanwhile is not None:
+            meanwhile()
         events = []
         for i, raw in enumerate(raws):
             event = fn(raw)
@@ -91,10 +97,8 @@ def parse_many_with_timeout(
             if on_event is not None:
                 on_event(i, event)
         return events
-    if not raws:
-        return []
     with _POOL.worker() as worker:
-        return worker.run(fn, raws, seconds, on_event)
+        return worker.run(fn, raws, seconds, on_event, meanwhile)
 
 
 def shutdown() -> None:
@@ -133,12 +137,17 @@ class _Worker:
         raws: Sequence[bytes],
         seconds: float,
         on_event: OnEvent | None,
+        meanwhile: Callable[[], None] | None,
     ) -> list[Event]:
         events: list[Event] = []
         try:
             while len(events) < len(raws):
                 self._send(fn, raws[len(events) :])
-                self._collect(raws, seconds, on_event, events)
+                sent = time.monotonic()
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
+                self._collect(raws, seconds, on_event, events, sent)
         except BaseException:
             # Answers still in flight would be read as the next batch's.
             self._kill()
@@ -159,11 +168,12 @@ class _Worker:
         seconds: float,
         on_event: OnEvent | None,
         events: list[Event],
+        previous: float,
     ) -> None:
-        """Read answers until the batch is done or the worker had to go."""
+        """Read answers until the batch is done or the worker had to go;
+        `previous` is when the worker got the inputs."""
         conn = self._conn
         assert conn is not None
-        previous = time.monotonic()
         while len(events) < len(raws):
             healthy = True
             if not conn.poll(max(0.0, previous + seconds - time.monotonic())):

@@ -10,16 +10,22 @@ One pass (`run_pass`):
    `failed` (retries). ``RFC822.SIZE`` first, then ``BODY.PEEK[]`` (never sets
    \\Seen) in batches of at most `batch_size` UIDs and `batch_bytes` bytes.
    Messages over `[security] max_message_bytes` are quarantined unfetched.
-3. Each message goes through `Pipeline.handle` (outcome committed to the
-   ledger after the sink made the event durable). A fetch result without a
-   body is recorded `failed` and retried on a later pass.
-4. Only then is the message marked: synced → keyword `processed_keyword` when
+3. Each FETCH batch goes through `Pipeline.handle_batch`: one round trip to
+   the parse worker and one commit of every event and ledger outcome of the
+   batch (`imap_batch.BatchLoop`, which also overlaps the parse with the
+   previous batch's commit and marks and the next batch's FETCH). A fetch
+   result without a body is recorded `failed` and retried on a later pass.
+4. Only after that commit is the batch marked, with one STORE (or MOVE) per
+   kind of mark: synced → keyword `processed_keyword` when
    PERMANENTFLAGS has ``\\*``, else MOVE to `processed_folder` when set, else
    the ledger alone (Exchange Online refuses custom keywords). Unrecognized /
    rejected → MOVE to `quarantine_folder` when set, else keyword
    ``$MailsyncQuarantined`` when allowed, else the ledger alone. Set
    ``processed_keyword = ""`` to prefer the move on servers that allow keywords.
-5. The checkpoint advances to the highest UID handled.
+5. The checkpoint advances to the highest UID handled, after the marks. A
+   crash between the commit and the marks leaves the checkpoint behind, so
+   the next pass finds those UIDs again, the ledger knows them finished
+   ("already handled"), and they are marked then: nothing lost or doubled.
 
 Network failures raise `TransientError`; the caller reconnects with backoff.
 """
@@ -29,58 +35,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from imapclient import IMAPClient
 
 from mailsync.config import ImapSettings
 from mailsync.errors import MailsyncError, TransientError
-from mailsync.ledger import FAILED, REJECTED, SYNCED, UNRECOGNIZED
 from mailsync.log import kv
 from mailsync.pipeline import Pipeline
 from mailsync.sink import Sink
 from mailsync.sources.base import CheckLine, PassResult
+from mailsync.sources.imap_batch import (
+    NET_ERRORS,
+    QUARANTINE_KEYWORD,
+    BatchLoop,
+    body_of,
+    plan_batches,
+)
 from mailsync.sources.imap_conn import connect
 from mailsync.sources.imap_idle import idle_wait
-from mailsync.sources.maildir import count
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_KEYWORD = "$MailsyncQuarantined"
-_NET_ERRORS = (OSError, IMAPClient.Error)
-
-
-def body_of(data: Mapping[bytes, Any] | None) -> bytes | None:
-    """The message bytes in one FETCH result, or None when the server sent
-    none (a message expunged meanwhile, a server hiccup)."""
-    if not data:
-        return None
-    for key in (b"BODY[]", b"RFC822"):
-        value = data.get(key)
-        if isinstance(value, bytes):
-            return value
-    return None
-
-
-def plan_batches(
-    uids: Sequence[int], sizes: Mapping[int, int], max_count: int, max_bytes: int
-) -> list[list[int]]:
-    """Split `uids` into FETCH batches of at most `max_count` UIDs and
-    `max_bytes` bytes (a single larger message gets a batch of its own)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    total = 0
-    for uid in uids:
-        size = sizes.get(uid, 0)
-        if current and (len(current) >= max_count or total + size > max_bytes):
-            batches.append(current)
-            current, total = [], 0
-        current.append(uid)
-        total += size
-    if current:
-        batches.append(current)
-    return batches
+__all__ = ["QUARANTINE_KEYWORD", "ImapSource", "body_of", "plan_batches"]
 
 
 def news_meanwhile(client: IMAPClient) -> bool:
@@ -122,7 +98,7 @@ class ImapSource:
                 if folder and not client.folder_exists(folder):
                     client.create_folder(folder)
             info = client.select_folder(self.settings.folder)
-        except _NET_ERRORS as err:
+        except NET_ERRORS as err:
             client.shutdown()
             raise TransientError(
                 f"cannot open folder {self.settings.folder!r} on "
@@ -169,7 +145,7 @@ class ImapSource:
         try:
             client = self._open()
             return self._pass(client, sink, stop)
-        except _NET_ERRORS as err:
+        except NET_ERRORS as err:
             self.close()
             raise TransientError(
                 f"{self.name}: IMAP connection failed: {err}"
@@ -201,11 +177,7 @@ class ImapSource:
             for uid, data in client.fetch(uids[i : i + 1000], ["RFC822.SIZE"]).items():
                 sizes[int(uid)] = int(data.get(b"RFC822.SIZE", 0))
         uids = [u for u in uids if u in sizes]  # expunged meanwhile
-        s = self.settings
-        for batch in plan_batches(uids, sizes, s.batch_size, s.batch_bytes):
-            if stop.is_set():
-                break
-            self._batch(client, batch, sizes, sink, stop, result)
+        BatchLoop(self, client, sink, stop, result).run(uids, sizes)
         ledger = self.pipeline.ledger
         ledger.source_ok(
             self.name,
@@ -213,89 +185,6 @@ class ImapSource:
             f"uid={ledger.mailbox(self.name).checkpoint}",
         )
         return result
-
-    def _batch(
-        self,
-        client: IMAPClient,
-        batch: list[int],
-        sizes: Mapping[int, int],
-        sink: Sink,
-        stop: threading.Event,
-        result: PassResult,
-    ) -> None:
-        pipeline = self.pipeline
-        wanted = [u for u in batch if not pipeline.too_big(sizes[u])]
-        data = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
-        processed: list[int] = []
-        quarantined: list[int] = []
-        highest = 0
-        for uid in batch:
-            if stop.is_set():
-                break  # the current item is finished; mark what is done
-            key = f"{self.uidvalidity}:{uid}"
-            if pipeline.too_big(sizes[uid]):
-                out = pipeline.reject_oversize(self.name, key, sizes[uid])
-            else:
-                raw = body_of(data.get(uid))
-                if raw is None:
-                    pipeline.ledger.record(
-                        self.name,
-                        key,
-                        None,
-                        "",
-                        FAILED,
-                        "server returned no body; retried later",
-                    )
-                    result.failed += 1
-                    highest = uid
-                    log.warning(
-                        "fetch without body", extra=kv(mailbox=self.name, uid=uid)
-                    )
-                    continue
-                result.fetched += 1
-                out = pipeline.handle(
-                    raw, sink, source=self.name, key=key, origin=f"{self.name}/{key}"
-                )
-            count(result, out.outcome, out.duplicate)
-            if out.outcome == SYNCED:
-                processed.append(uid)
-            elif out.outcome in (UNRECOGNIZED, REJECTED):
-                quarantined.append(uid)
-            elif out.reason:
-                result.errors.append(f"uid {uid}: {out.reason}")
-            highest = uid
-            self.last_beat = time.monotonic()
-        self._mark(client, processed, quarantined)
-        if highest:
-            state = pipeline.ledger.mailbox(self.name)
-            if highest > state.checkpoint:
-                pipeline.ledger.set_mailbox(self.name, self.uidvalidity, highest)
-
-    def _mark(
-        self, client: IMAPClient, processed: list[int], quarantined: list[int]
-    ) -> None:
-        s = self.settings
-        if processed:
-            if self.keywords_ok and s.processed_keyword:
-                client.add_flags(processed, [s.processed_keyword.encode()])
-            elif s.processed_folder:
-                self._move(client, processed, s.processed_folder)
-        if quarantined:
-            if s.quarantine_folder:
-                self._move(client, quarantined, s.quarantine_folder)
-            elif self.keywords_ok:
-                client.add_flags(quarantined, [QUARANTINE_KEYWORD.encode()])
-
-    @staticmethod
-    def _move(client: IMAPClient, uids: Iterable[int], folder: str) -> None:
-        uids = list(uids)
-        if client.has_capability("MOVE"):
-            client.move(uids, folder)
-            return
-        client.copy(uids, folder)  # RFC 3501 fallback: copy, flag, expunge these
-        client.add_flags(uids, [b"\\Deleted"])
-        if client.has_capability("UIDPLUS"):
-            client.uid_expunge(uids)
 
     # -- waiting -----------------------------------------------------------------
 
@@ -311,12 +200,13 @@ class ImapSource:
             return  # the next pass runs at once
         limit = min(timeout, self.settings.idle_renew_seconds)
         try:
-            idle_wait(self.client, limit, stop, self._beat)
+            idle_wait(self.client, limit, stop, self.beat)
         except TransientError:
             self.close()
             raise
 
-    def _beat(self) -> None:
+    def beat(self) -> None:
+        """Progress: the watchdog sees this source alive."""
         self.last_beat = time.monotonic()
 
     def check(self) -> list[CheckLine]:
@@ -335,7 +225,7 @@ class ImapSource:
             return [CheckLine(self.name, True, detail)]
         except MailsyncError as err:
             return [CheckLine(self.name, False, str(err))]
-        except _NET_ERRORS as err:
+        except NET_ERRORS as err:
             return [CheckLine(self.name, False, f"IMAP error: {err}")]
         finally:
             self.close()

@@ -4,7 +4,8 @@ The user's files are never modified, moved or deleted. State lives in the
 ledger: each file is keyed by its path relative to the folder, and a file whose
 SHA-256 (or Message-ID) was already finished under another name is not processed
 again, which covers Maildir's own renames (``new/x`` → ``cur/x:2,S``). A file
-whose content changed under the same name is processed again.
+whose content changed under the same name is processed again. Files are
+handled in batches of `BATCH_FILES` (one parse round trip, one commit each).
 
 In a plain folder every regular, non-hidden file ending in ``.eml`` (searched
 recursively) is an input; in a Maildir every file in ``new/`` and ``cur/``
@@ -21,11 +22,15 @@ from mailsync.config import MaildirSettings
 from mailsync.errors import TransientError
 from mailsync.ledger import FAILED, REJECTED, SYNCED, UNRECOGNIZED
 from mailsync.log import kv
-from mailsync.pipeline import Pipeline, sha256_hex
+from mailsync.pipeline import Item, Pipeline, sha256_hex
 from mailsync.sink import Sink
 from mailsync.sources.base import CheckLine, PassResult
 
 log = logging.getLogger(__name__)
+
+#: files handled per transaction (and per parse round trip), and their bytes
+BATCH_FILES = 100
+BATCH_BYTES = 20_000_000
 
 
 def is_maildir(path: Path) -> bool:
@@ -73,6 +78,8 @@ class MaildirSource:
             raise TransientError(f"{self.name}: folder {root} does not exist")
         result = PassResult()
         ledger = self.pipeline.ledger
+        items: list[Item] = []
+        size = 0
         for path in list_inputs(root):
             if stop.is_set():
                 break
@@ -86,16 +93,30 @@ class MaildirSource:
             if ledger.finished_hash(self.name, key) == sha256_hex(raw):
                 continue
             result.fetched += 1
-            out = self.pipeline.handle(
-                raw, sink, source=self.name, key=key, origin=f"{self.name}/{key}"
-            )
-            count(result, out.outcome, out.duplicate)
-            if out.outcome == FAILED and out.reason:
-                result.errors.append(f"{key}: {out.reason}")
+            items.append(Item(key, raw, f"{self.name}/{key}"))
+            size += len(raw)
+            if len(items) >= BATCH_FILES or size >= BATCH_BYTES:
+                self._batch(items, sink, stop, result)
+                items, size = [], 0
+        if items and not stop.is_set():
+            self._batch(items, sink, stop, result)
         ledger.source_ok(
             self.name, checkpoint=f"{len(ledger.outcomes(self.name))} files"
         )
         return result
+
+    def _batch(
+        self, items: list[Item], sink: Sink, stop: threading.Event, result: PassResult
+    ) -> None:
+        """One parse round trip and one commit for up to `BATCH_FILES` files."""
+        outcomes = self.pipeline.handle_batch(items, sink, source=self.name, stop=stop)
+        for item, out in zip(items, outcomes, strict=True):
+            if out is None:
+                result.fetched -= 1  # stopped before it: read again next pass
+                continue
+            count(result, out.outcome, out.duplicate)
+            if out.outcome == FAILED and out.reason:
+                result.errors.append(f"{item.key}: {out.reason}")
 
     def wait_for_input(self, timeout: float, stop: threading.Event) -> None:
         stop.wait(timeout)
