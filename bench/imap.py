@@ -7,6 +7,10 @@
    messages: p50 / p95 (goal p50 <= 1.0 s; Dovecot itself waits 0.5 s).
 3. Peak RSS of this process during the backfill (goal <= 150 MB).
 
+The backfill and the baseline alternate `ROUNDS` times (each backfill into a
+fresh state store) and the best of each is kept: on a shared machine the
+other load varies within seconds.
+
 Usage: .venv/bin/python bench/imap.py [N]
 """
 
@@ -78,8 +82,11 @@ def baseline(server: Dovecot, user: str, n: int) -> float:
     return n / elapsed
 
 
-def backfill(server: Dovecot, user: str, n: int, tmp: Path) -> tuple[float, float]:
-    source, outbox = source_for(server, user, tmp / "backfill.sqlite3")
+ROUNDS = 3
+
+
+def backfill(server: Dovecot, user: str, n: int, state: Path) -> tuple[float, float]:
+    source, outbox = source_for(server, user, state)
     peak = [rss_mb()]
     done = threading.Event()
 
@@ -123,11 +130,17 @@ def idle_latency(server: Dovecot, user: str, tmp: Path, count: int = 50) -> list
             t0 = time.perf_counter()
             c.append("INBOX", offer_accepted(900_000 + i))
             while watcher.depth() < i + 1:
+                if time.perf_counter() - t0 > 60:
+                    raise SystemExit(f"IDLE: message {i} not durable after 60 s")
                 time.sleep(0.005)
             latencies.append(time.perf_counter() - t0)
     stop.set()
     worker.join(5)
     return latencies
+
+
+def fmt(values: list[float]) -> str:
+    return "/".join(f"{v:.0f}" for v in values)
 
 
 def main() -> None:
@@ -142,20 +155,25 @@ def main() -> None:
                 c.multiappend("INBOX", msgs[i : i + 200])
         size = sum(len(m) for m in msgs) / n
         print(f"mailbox: {n} messages, mean {size:.0f} bytes, Dovecot on loopback")
-        base = baseline(server, user, n)
-        rate, peak = backfill(server, user, n, tmp)
-        print(f"baseline FETCH+parse:  {base:8.0f} msg/s")
-        print(
-            f"backfill into outbox:  {rate:8.0f} msg/s  ratio {rate / base:.2f}"
-            " (goal >= 0.70)"
-        )
-        print(f"peak RSS in backfill:  {peak:8.1f} MB      (goal <= 150)")
+        bases, rates, peaks = [], [], []
+        for r in range(ROUNDS):
+            bases.append(baseline(server, user, n))
+            rate, peak = backfill(server, user, n, tmp / f"backfill{r}.sqlite3")
+            rates.append(rate)
+            peaks.append(peak)
+        base, rate = max(bases), max(rates)
+        every = f"baseline {fmt(bases)}, backfill {fmt(rates)}"
+        print(f"(best of {ROUNDS} rounds; all: {every})")
+        print(f"baseline FETCH+parse:  {base:8.0f} msg/s  (the reference)")
+        print(f"backfill into outbox:  {rate:8.0f} msg/s")
+        print(f"ratio backfill/base:   {rate / base:8.2f}        (goal >= 0.70)")
+        print(f"peak RSS in backfill:  {max(peaks):8.1f} MB     (goal <= 150)")
         lat = idle_latency(server, idle_user, tmp)
         p50 = statistics.median(lat)
         p95 = statistics.quantiles(lat, n=20)[18]
         print(
             f"IDLE APPEND->durable:  p50 {p50:.3f} s  p95 {p95:.3f} s over"
-            f" {len(lat)} (goal p50 <= 1.0)"
+            f" {len(lat)} messages (goal p50 <= 1.0; Dovecot waits 0.5)"
         )
     finally:
         server.destroy()

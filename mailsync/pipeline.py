@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from typing import Literal
 
 from mailsync import ledger as L
@@ -50,6 +50,10 @@ from mailsync.sink import Sink
 log = logging.getLogger(__name__)
 
 InputKind = Literal["email", "json"]
+
+#: the blank line that ends the header block, and a (folded) Message-ID field
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -94,15 +98,17 @@ def sha256_hex(raw: bytes) -> str:
 
 
 def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID header without angle brackets (headers only, cheap)."""
-    try:
-        headers = BytesHeaderParser().parsebytes(raw[:65536])
-        value = headers.get("Message-ID")
-    except Exception:  # a malformed header block must not stop the batch
+    """The first Message-ID header without angle brackets, or None.
+
+    A regular expression over the header block rather than an email parser:
+    it runs for every input in the main process, before the parse worker."""
+    head = raw[:65536]
+    end = _HEADER_END.search(head)
+    found = _MESSAGE_ID.search(head, 0, end.start() if end else len(head))
+    if found is None:
         return None
-    if not value:
-        return None
-    return str(value).strip().strip("<>").strip() or None
+    value = " ".join(found.group(1).decode("ascii", "replace").split())
+    return value.strip("<>").strip() or None
 
 
 class Pipeline:

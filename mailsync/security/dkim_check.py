@@ -19,6 +19,7 @@ Tests inject their own function serving a locally generated key.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ _MISSING_KEY = "missing public key"
 _MAX_TTL = 3600
 _NEGATIVE_TTL = 60.0
 _CACHE_ENTRIES = 1000
+#: a DKIM-Signature field at a line start (a body line may match too; then
+#: dkimpy's own header parsing decides)
+_SIGNATURE_FIELD = re.compile(rb"^dkim-signature[ \t]*:", re.I | re.M)
 
 
 class DnsFunc(Protocol):
@@ -88,6 +92,8 @@ def signature_count(raw: bytes) -> int:
 def _signature_tags(raw: bytes) -> list[tuple[str, str]]:
     """(d=, s=) per DKIM-Signature header, read without verifying anything."""
     out: list[tuple[str, str]] = []
+    if not _SIGNATURE_FIELD.search(raw):
+        return out  # no need to have dkimpy parse the whole header block
     try:
         headers = dkim.DKIM(raw).headers
     except Exception:  # dkimpy rejects some malformed header blocks outright

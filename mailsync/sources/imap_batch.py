@@ -9,7 +9,7 @@ per kind of mark. And they overlap the parse: while the worker parses batch
 
 The order that makes this safe: a batch is marked only after the commit that
 made its events and outcomes durable, and the checkpoint passes its UIDs only
-in a transaction after the marks. A crash in between leaves the UIDs above
+after the marks. A crash in between leaves the UIDs above
 the checkpoint: the next pass fetches them again, the ledger has them
 finished ("already handled", nothing is submitted twice) and they are marked
 then. A network error keeps (commits) what was handled and is raised after.
@@ -125,7 +125,7 @@ class BatchLoop:
                 raise
             tx.commit()
             if unmarked is not None:
-                self.settle(unmarked, tx)
+                self.settle(unmarked)
 
     def fetch(self, batch: list[int], sizes: Mapping[int, int]) -> FetchData:
         too_big = self.src.pipeline.too_big
@@ -166,10 +166,12 @@ class BatchLoop:
         broken: list[BaseException] = []
 
         def meanwhile() -> None:
+            # The previous batch becomes durable, so it may be marked now; and
+            # no write lock is held over the network calls.
+            tx.commit()
             try:
                 if previous is not None:
-                    tx.commit()  # the previous batch is durable: now mark it
-                    self.settle(previous, tx)
+                    self.settle(previous)
                 if following is not None:
                     prefetched.append(self.fetch(following, sizes))
             except NET_ERRORS as err:  # raised once this batch is recorded
@@ -211,13 +213,12 @@ class BatchLoop:
                 result.errors.append(f"uid {uid}: {out.reason}")
         return marks
 
-    def settle(self, marks: Marks, tx: Batch) -> None:
-        """Mark a committed batch, then move the checkpoint past it (written
-        in `tx`, so durable with the next commit)."""
+    def settle(self, marks: Marks) -> None:
+        """Mark a committed batch, then move the checkpoint past it (its own
+        small commit: no transaction stays open over the network calls)."""
         src = self.src
         self.mark(marks.processed, marks.quarantined)
         if marks.highest > self.ledger.mailbox(src.name).checkpoint:
-            tx.ensure()
             self.ledger.set_mailbox(src.name, src.uidvalidity, marks.highest)
 
     def mark(self, processed: list[int], quarantined: list[int]) -> None:
