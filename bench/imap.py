@@ -17,6 +17,7 @@ Usage: .venv/bin/python bench/imap.py [N]
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -146,8 +147,8 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     server = Dovecot().start()
+    tmp = Path(tempfile.mkdtemp(prefix="mailsync-bench-"))
     try:
-        tmp = Path(tempfile.mkdtemp(prefix="mailsync-bench-"))
         user, idle_user = server.add_user(), server.add_user()
         with server.client(user) as c:
             msgs = [offer_accepted(i) for i in range(n)]
@@ -177,6 +178,7 @@ def main() -> None:
         )
     finally:
         server.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
