@@ -2,22 +2,31 @@
 
 `mailsync run` reads a real Dovecot mailbox of 2,000 distinct seller emails
 (made from the real fixtures) and writes to the Salesforce emulator over real
-HTTP. It is killed with SIGKILL at least 10 times, at moments chosen (fixed
-seed) in three phases, each triggered by what the daemon is doing rather than
-by a clock:
+HTTP. It is killed with SIGKILL 12 times (the issue asks for at least 10) and
+restarted after each kill. The kills rotate through three phases (fetch,
+submit, flush, fetch, ...), each triggered by what the daemon does soon after
+its restart rather than by a clock, so the schedule holds however fast the
+daemon gets:
 
 - fetch: while a ``UID FETCH ... BODY.PEEK[]`` response is streaming (seen by
-  a TCP proxy in front of Dovecot, after a random number of response bytes);
+  a TCP proxy in front of Dovecot), in the first or second FETCH after the
+  restart, after a random number of response bytes within that batch;
 - submit: right after the outbox has grown by a random number of events
   (between sink commits, before the batch is marked in IMAP);
-- flush: inside the k-th sObject Collections upsert, after the emulator
-  applied the write and before the daemon could record it (the worst moment
-  for exactly-once: the CRM has the data, the state store does not).
+- flush: inside the k-th sObject Collections upsert after the restart (k of
+  1-3), after the emulator applied the write and before the daemon could
+  record it (the worst moment for exactly-once: the CRM has the data, the
+  state store does not).
 
-After the last kill `mailsync run --once` finishes the work. Then every
-agreement is in the CRM exactly once (one AWS_Agreement__c per agreement ID,
-one AWS_Marketplace_Event__c per business event), the outbox holds exactly one
-event per message, and every message carries ``$MailsyncProcessed``.
+The thresholds are random (fixed seed) fractions of the work still left, so
+every kill lands while there is work to interrupt; once every message is in
+the outbox (a flush cycle on a slow machine may get that far), the remaining
+kills are flush kills. How many kills happened, in which phase and when is
+printed. After the last kill `mailsync run --once`
+finishes the work. Then every agreement is in the CRM exactly once (one
+AWS_Agreement__c per agreement ID, one AWS_Marketplace_Event__c per business
+event), the outbox holds exactly one event per message, and every message
+carries ``$MailsyncProcessed``.
 """
 
 from __future__ import annotations
@@ -63,8 +72,9 @@ from mailsync.statedb import open_db
 
 SEED = 20260401
 MESSAGES = 2000
+BATCH = 100  #: [source.imap] batch_size
 PHASES = ("fetch", "submit", "flush")
-KILLS = 12  #: 4 per phase (the issue asks for at least 10)
+KILLS = 12  #: planned 4 per phase, interleaved (the issue asks for at least 10)
 FALLBACK = 30.0  #: s; a trigger that never fires is a test failure
 
 
@@ -80,8 +90,11 @@ def emulator() -> Iterator[Emulator]:
 class Killer:
     """SIGKILLs the daemon when the armed trigger fires; remembers when."""
 
-    def __init__(self, emu: Emulator, proxy: TcpProxy, state: Path) -> None:
+    def __init__(
+        self, emu: Emulator, proxy: TcpProxy, state: Path, mean_size: int
+    ) -> None:
         self.emu, self.proxy, self.state = emu, proxy, state
+        self.mean_size = mean_size  #: bytes per message in a FETCH response
         self.fired = threading.Event()
         self.pid = 0
         self.phase = ""
@@ -106,19 +119,36 @@ class Killer:
             emu._server.handle_error = lambda *_: None  # type: ignore[method-assign]
         proxy.watch = self._watch
 
-    def arm(self, pid: int, phase: str, rng: random.Random) -> str:
+    def arm(self, pid: int, phase: str, rng: random.Random, kills_left: int) -> str:
+        """Arm the trigger of `phase` for the daemon just started as `pid`.
+
+        Every phase draws the same two numbers (so the draws stay in step
+        with the seed). The fetch and submit thresholds are scaled to a share
+        of the messages not yet submitted: up to twice `left / (kills_left +
+        1)`, so the kills spread over the backfill on average and the last
+        one still finds work to interrupt."""
+        left = MESSAGES - outbox_total(self.state)
+        share = max(2 * left // (kills_left + 1), 1)
+        u, v = rng.random(), rng.random()
         self.fired.clear()
-        self.pid, self.phase = pid, phase
         if phase == "fetch":
             self.fetches, self.streamed = 0, 0
-            self.fetch_target = rng.randint(1, 2)
-            self.byte_target = rng.randint(1, 100_000)
+            # FETCH #n exists: (n - 1) * BATCH <= share < left
+            self.fetch_target = 1 + int(u * (share // BATCH))
+            batch_bytes = min(BATCH, max(left, 1)) * self.mean_size
+            self.byte_target = 1 + int(v * batch_bytes * 0.9)
+            self.pid, self.phase = pid, phase
             return f"FETCH #{self.fetch_target} after {self.byte_target} bytes"
         if phase == "flush":
-            self.upserts, self.upsert_target = 0, rng.randint(1, 4)
+            # A flush of pending events upserts at least AWS_Agreement__c and
+            # AWS_Marketplace_Event__c; Account too while the backfill runs.
+            self.upserts = 0
+            self.upsert_target = 1 + int(u * (3 if left > 3 * BATCH else 2))
+            self.pid, self.phase = pid, phase
             return f"upsert call #{self.upsert_target}"
-        grow = rng.randint(1, 150)
-        target = outbox_total(self.state) + grow
+        grow = 1 + int(u * share)
+        target = MESSAGES - left + grow
+        self.pid, self.phase = pid, phase
         threading.Thread(target=self._poll_outbox, args=(target,), daemon=True).start()
         return f"outbox +{grow}"
 
@@ -159,23 +189,27 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
         tmp_path,
         imap=imap_user,
         imap_port=proxy.port,
-        imap_extra={"batch_size": 100, "poll_interval": 3600},
+        imap_extra={"batch_size": BATCH, "poll_interval": 3600},
         salesforce=(emulator.url, emulator.username),
     )
     env = daemon_env(sf=(emulator.password, emulator.security_token))
     state = tmp_path / "state.sqlite3"
-    killer = Killer(emulator, proxy, state)
+    mean_size = sum(len(s.raw) for s in sellers) // MESSAGES
+    killer = Killer(emulator, proxy, state, mean_size)
     rng = random.Random(SEED)
-    phases = list(PHASES) * (KILLS // len(PHASES))
-    rng.shuffle(phases)
     landed: Counter[str] = Counter()
     print(f"\nbackfill of {MESSAGES} messages, seed {SEED}")
     try:
-        for cycle, phase in enumerate(phases, 1):
+        for cycle in range(1, KILLS + 1):
+            planned = PHASES[(cycle - 1) % len(PHASES)]
+            phase = feasible(planned, state)
+            assert phase is not None, f"cycle {cycle}: the backfill is already over"
             log = tmp_path / f"daemon-{cycle}.log"
             proc = start_mailsync("run", "--config", str(cfg), log=log, env=env)
             start = time.monotonic()
-            trigger = killer.arm(proc.pid, phase, rng)
+            trigger = killer.arm(proc.pid, phase, rng, KILLS - cycle + 1)
+            if phase != planned:
+                trigger += f", instead of {planned}: every message submitted"
             fired = killer.fired.wait(FALLBACK)
             if not fired:
                 proc.kill()
@@ -189,19 +223,23 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
             assert "Traceback" not in log.read_text()
             landed[phase] += 1
             print(
-                f"kill {cycle:2d}: {phase:6s} at {at:5.2f} s ({trigger}); outbox "
+                f"kill {cycle:2d}: {phase:6s} {at:5.2f} s after start "
+                f"(t={time.monotonic() - began:5.1f} s; {trigger}); outbox "
                 f"{outbox_total(state)} events, {outbox_pending(state)} pending, "
                 f"CRM agreements {len(emulator.records('AWS_Agreement__c'))}"
             )
         killer.phase = ""
+        left = MESSAGES - outbox_total(state)
+        print(f"{sum(landed.values())} kills {dict(landed)}; {left} messages left")
         final = run_mailsync("run", "--once", "--config", str(cfg), env=env,
                              timeout=180)  # fmt: skip
     finally:
         proxy.down()
+    assert sum(landed.values()) == KILLS >= 10
+    assert set(landed) == set(PHASES)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "pending 0" in final.stderr
     assert "Traceback" not in final.stderr
-    assert landed == dict.fromkeys(PHASES, KILLS // len(PHASES))
 
     # The state store: one outbox event per message, all written to the CRM.
     assert (outbox_total(state), outbox_pending(state)) == (MESSAGES, 0)
@@ -241,6 +279,17 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
         f"{len(agreements)} agreements, {len(events)} events, {len(buyers)} "
         f"accounts, {len(flags)} IMAP flags; {time.monotonic() - began:.1f} s"
     )
+
+
+def feasible(planned: str, state: Path) -> str | None:
+    """The phase to kill in: `planned`, or "flush" once every message is in
+    the outbox (a flush cycle may finish the backfill: the IMAP pass runs on
+    until the k-th upsert, and the daemon's start-up time varies with the
+    machine's load), or None when nothing is left to interrupt. A killed
+    flush always leaves its batch pending, so the kills never run out."""
+    if planned == "flush" or outbox_total(state) < MESSAGES:
+        return planned
+    return "flush" if outbox_pending(state) else None
 
 
 def uninterrupted(tmp: Path, sellers: list[Seller]) -> SqliteStore:

@@ -85,31 +85,37 @@ def _claimants(title: str) -> list[EmailParser]:
     all of them."""
     index = _index()
     candidates = set(index.always)
+    by_word = index.by_word
     for word in title.split():
-        found = index.by_word.get(word.strip(_PUNCT))
+        found = by_word.get(word.strip(_PUNCT))
         if found:
             candidates.update(found)
-    return [p for p in index.registry if p in candidates and p.matches_title(title)]
+    # Registry positions, not parser objects, go in the set: hashing a frozen
+    # dataclass hashes all its fields. Sorting keeps registry order.
+    registry = index.registry
+    return [
+        registry[i] for i in sorted(candidates) if registry[i].matches_title(title)
+    ]
 
 
 _PUNCT = ".,:;!?()[]{}<>\"'-–—|"
 
 
 class _Index:
-    """Last word of each title keyword -> parsers (rebuilt if the registry
-    is replaced, e.g. in tests)."""
+    """Last word of each title keyword -> registry positions of its parsers
+    (rebuilt if the registry is replaced, e.g. in tests)."""
 
     def __init__(self, registry: tuple[EmailParser, ...]) -> None:
         self.registry = registry
-        self.by_word: dict[str, set[EmailParser]] = {}
-        self.always: list[EmailParser] = []
-        for parser in registry:
+        self.by_word: dict[str, set[int]] = {}
+        self.always: list[int] = []
+        for position, parser in enumerate(registry):
             words = getattr(parser.subject, "last_words", None)
             if not words:
-                self.always.append(parser)  # a predicate: always asked
+                self.always.append(position)  # a predicate: always asked
                 continue
             for word in words:
-                self.by_word.setdefault(word, set()).add(parser)
+                self.by_word.setdefault(word, set()).add(position)
 
 
 _INDEX: list[_Index] = []

@@ -120,16 +120,21 @@ class EmailParser:
         return event
 
     def _complete(self, event: Event) -> bool:
-        return any(_present(event, name) for name in self.required)
+        for name in self.required:
+            if _present(event, name):
+                return True
+        return False
 
     def _build(self, msg: EmailView, found: dict[str, list[str]]) -> Event:
         currency = _one(found.get("currency", ()), values.currency_code)
         got: dict[str, Any] = {}
         for key, raws in found.items():
-            if key in _MONEY:
+            if (convert := _CONVERT.get(key)) is not None:
+                # One value per label is the rule; `_one` of a single value
+                # is that value converted.
+                got[key] = convert(raws[0]) if len(raws) == 1 else _one(raws, convert)
+            elif key in _MONEY:
                 got[key] = _one(raws, lambda raw: values.parse_money(raw, currency))
-            elif (convert := _CONVERT.get(key)) is not None:
-                got[key] = _one(raws, convert)
         accounts: list[str] = []
         for raw in found.get("customer_accounts", ()):
             accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
@@ -242,10 +247,23 @@ def body_titles(msg: EmailView) -> list[str]:
     """The first few non-empty body lines, normalized: the new sender layout
     (AWS User Notifications) repeats the title at the top of the body."""
     out: list[str] = []
-    for line in msg.text.splitlines():
-        line = line.strip()
-        if line:
-            out.append(normalize_title(line))
-            if len(out) >= _TITLE_LINES:
-                break
-    return out
+    text = msg.text
+    # Only the top of the body is read: split a prefix that holds the
+    # first lines, not the whole text (`splitlines` of the whole would give
+    # the same first lines).
+    size = 2048
+    while True:
+        head = text[:size]
+        lines = head.splitlines()
+        if len(head) < len(text) and lines:
+            lines.pop()  # may be cut short; read again with a longer prefix
+        out = []
+        for line in lines:
+            line = line.strip()
+            if line:
+                out.append(normalize_title(line))
+                if len(out) >= _TITLE_LINES:
+                    return out
+        if len(head) >= len(text):
+            return out
+        size *= 4

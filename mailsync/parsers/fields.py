@@ -212,21 +212,21 @@ def _pairs(rest: str) -> list[tuple[str, int, int]]:
 
 def extract(text: str) -> dict[str, list[str]]:
     """Every labelled value in `text`: canonical key -> raw values in order."""
-    if any(char in text for char in _SPACE_CHARS):
+    # Every character `_SPACES` rewrites but "\r" is non-ASCII, and asking
+    # `isascii()` is free, so mostly-ASCII mail skips the scans.
+    if "\r" in text or (
+        not text.isascii() and any(char in text for char in _SPACE_CHARS)
+    ):
         text = text.translate(_SPACES)
     out: dict[str, list[str]] = {}
     consumed = 0  # values taken from the line below a label are not labels
-
-    def add(key: str, value: str, unit: str = "") -> None:
-        value = value.strip(" \t|,;")
-        if value:
-            out.setdefault(key, []).append(f"{unit} {value}" if unit else value)
-
+    # The loop body runs once per labelled line of every parsed message:
+    # groups are read in one call and the common "Label: value" case is
+    # handled inline (see bench/parse.py).
     for match in _LABEL_LINE_RE.finditer(text):
         if match.start() < consumed:
             continue
-        unit = match.group("unit") or ""  # "(USD)" after a money label
-        label = match.group("label")
+        label, unit, gap, rest = match.group(_G_LABEL, _G_UNIT, _G_GAP, _G_REST)
         key = _SEEN.get(label)
         if key is None:
             key = _lookup(label.split())
@@ -234,19 +234,24 @@ def extract(text: str) -> dict[str, list[str]]:
                 continue
             if len(_SEEN) < 4096:  # spellings repeat from mail to mail
                 _SEEN[label] = key
-        if match.group("gap") is not None:
-            add(key, _cell(match.group("gap")), unit)
+        unit = unit or ""  # "(USD)" after a money label
+        if gap is not None:
+            _add(out, key, _cell(gap), unit)
             continue
-        rest = match.group("rest") or ""
-        pairs = _pairs(rest) if ":" in rest or "：" in rest or "|" in rest else []
-        for n, (other, _, value_start) in enumerate(pairs):
-            end = pairs[n + 1][1] if n + 1 < len(pairs) else len(rest)
-            add(other, _cell(rest[value_start:end]))
-        value = _cell(rest[: pairs[0][1]] if pairs else rest)
+        rest = rest or ""
+        if ":" in rest or "：" in rest or "|" in rest:
+            pairs = _pairs(rest)
+            for n, (other, _, value_start) in enumerate(pairs):
+                end = pairs[n + 1][1] if n + 1 < len(pairs) else len(rest)
+                _add(out, other, _cell(rest[value_start:end]), "")
+            value = _cell(rest[: pairs[0][1]] if pairs else rest)
+        else:
+            pairs = []
+            value = _cell(rest)
         if pairs or value:
             if value and key in _LIST_KEYS:
                 value, consumed = _more_accounts(text, match.end(), value, consumed)
-            add(key, value, unit)
+            _add(out, key, value, unit)
             continue
         below = _NEXT_RE.match(text, match.end())
         if below is None or _LABEL_AT_RE.match(text, below.start("value")):
@@ -254,13 +259,26 @@ def extract(text: str) -> dict[str, list[str]]:
         value, consumed = below.group("value"), below.end()
         if key in _LIST_KEYS:
             value, consumed = _more_accounts(text, below.end(), value, consumed)
-        add(key, value, unit)
+        _add(out, key, value, unit)
     return out
+
+
+_G_LABEL, _G_UNIT, _G_GAP, _G_REST = (
+    _LABEL_LINE_RE.groupindex[name] for name in ("label", "unit", "gap", "rest")
+)
+
+
+def _add(out: dict[str, list[str]], key: str, value: str, unit: str) -> None:
+    value = value.strip(" \t|,;")
+    if value:
+        out.setdefault(key, []).append(f"{unit} {value}" if unit else value)
 
 
 def _cell(value: str) -> str:
     """A value up to the first tab: a tab inside a value is a column boundary
     (HTML layout cells rendered side by side)."""
+    if "\t" not in value:
+        return value.strip()  # the same result, without the split
     return value.strip(" \t").split("\t")[0].strip()
 
 

@@ -31,18 +31,20 @@ _SKIP_RE = re.compile(
     r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<![^>]*>|<\?[^>]*>",
     re.I | re.S,
 )
-_WS_RE = re.compile(r"\s+")
 _CELL_END_RE = re.compile(r"</?t[dh]\b[^>]*>", re.I)
+# tr p div br li ul ol h1-h6 table section article header footer hr
+# blockquote pre dt dd dl center tbody thead tfoot, written as a tree of
+# shared prefixes: the regex engine tries a few branches per tag, not 25.
 _LINE_RE = re.compile(
-    r"</?(?:tr|p|div|br|li|ul|ol|h[1-6]|table|section|article|header|footer|hr"
-    r"|blockquote|pre|dt|dd|dl|center|tbody|thead|tfoot)\b[^>]*>",
+    r"</?(?:t(?:r|able|body|head|foot)|p(?:re)?|d(?:iv|t|d|l)|b(?:r|lockquote)"
+    r"|li|ul|ol|h(?:[1-6]|r|eader)|section|article|footer|center)\b[^>]*>",
     re.I,
 )
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
 def _cells(raw: str) -> list[str]:
-    return [c for c in (c.strip() for c in raw.split("\t")) if c]
+    return [cell for c in raw.split("\t") if (cell := c.strip())]
 
 
 def _line(cells: list[str]) -> str:
@@ -58,9 +60,24 @@ def _line(cells: list[str]) -> str:
     return "\t".join(cells)
 
 
+def _collapse(text: str) -> str:
+    """Each run of whitespace as one space: `re.sub(r"\\s+", " ", text)`,
+    several times faster (`str.split` and `\\s` both use Unicode's
+    whitespace class)."""
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    out = " ".join(words)
+    if text[0].isspace():
+        out = " " + out
+    if text[-1].isspace():
+        out += " "
+    return out
+
+
 def html_to_text(markup: str) -> str:
     """Readable text of an HTML body; never raises on malformed markup."""
-    text = _WS_RE.sub(" ", _SKIP_RE.sub(" ", markup))
+    text = _collapse(_SKIP_RE.sub(" ", markup))
     text = _CELL_END_RE.sub("\t", text)
     text = _LINE_RE.sub("\n", text)
     text = html.unescape(_TAG_RE.sub("", text)).replace("\xa0", " ")

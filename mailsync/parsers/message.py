@@ -68,7 +68,7 @@ class EmailView:
         if self.forwarded:
             original = _unwrap_forward(text)
             text = original[0] if original else text
-        return _QUOTE.sub("", text)
+        return _unquote(text)
 
     @property
     def occurred_at(self) -> datetime | None:
@@ -147,7 +147,7 @@ def email_view(raw: bytes) -> EmailView:
         from_name=from_name,
         date=date,
         message_id=message_id,
-        text=_QUOTE.sub("", text) if ">" in text else text,
+        text=_unquote(text),
         alt_html=alt_html,
         forwarded=forwarded,
         forwarder=from_address if forwarded else None,
@@ -159,9 +159,31 @@ def email_view(raw: bytes) -> EmailView:
     )
 
 
+def _unquote(text: str) -> str:
+    """`text` without `>` quote marks at line starts (`_QUOTE`).
+
+    The regex tries every position of the text; most bodies have no `>` at
+    all, or only inside `<https://...>` links, so the `>` characters are
+    looked at first and the regex runs only when one starts a line.
+    """
+    at = text.find(">")
+    while at != -1:
+        line_start = text.rfind("\n", 0, at) + 1
+        if not text[line_start:at].strip(" \t"):
+            return _QUOTE.sub("", text)
+        at = text.find(">", at + 1)
+    return text
+
+
 def _attached_original(message: Message) -> Message | None:
     """The first message/rfc822 part (a forward as attachment), if any."""
     for part in message.walk():
+        # Parsing Content-Type is the costly step; a part whose header does
+        # not name rfc822 cannot be one (a part without the header may be:
+        # multipart/digest defaults its parts to message/rfc822).
+        header = part.get("content-type")
+        if header is not None and "rfc822" not in str(header).lower():
+            continue
         if part.get_content_type() == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
@@ -173,6 +195,12 @@ def _flowed(message: Message) -> bool | None:
     """For a `format=flowed` text/plain part: whether it is `DelSp=yes`
     (RFC 3676 section 4.2); None when no text/plain part is flowed."""
     for part in message.walk():
+        # `get_param("format")` reads this same header; without the word
+        # "format" in it there is no such parameter, and parsing the
+        # parameters is the costly step.
+        header = part.get("content-type")
+        if header is None or "format" not in str(header).lower():
+            continue
         if part.get_content_type() != "text/plain" or part.is_multipart():
             continue
         if str(part.get_param("format") or "").lower() == "flowed":
@@ -238,7 +266,7 @@ def _aware(value: object) -> datetime | None:
         return None
     moment: datetime = value
     if moment.tzinfo is None:  # mail-parser gives UTC; make it explicit
-        moment = moment.replace(tzinfo=UTC)
+        return moment.replace(tzinfo=UTC, microsecond=0)
     return moment.astimezone(UTC).replace(microsecond=0)
 
 

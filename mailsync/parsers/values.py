@@ -196,6 +196,13 @@ _MONEY_PATTERNS = (
     ),
 )
 _PLAIN = re.compile(r"\d+(?:\.\d+)?")
+# The common renderings, in one step: a currency code and a plain or
+# comma-grouped amount with at most two decimals, separated by one space.
+_FAST_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+_MONEY_FAST = re.compile(
+    r"(?P<cur1>[A-Z]{3}) (?P<num1>" + _FAST_NUM + r")"
+    r"|(?P<num2>" + _FAST_NUM + r") (?P<cur2>[A-Z]{3})"
+)
 _EN_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SPACE_GROUPED = re.compile(r"\d{1,3}(?:[ \u202f']\d{3})+(?:\.\d+)?")
 # 1.234,56: dots group thousands and a comma then 1-2 digits ends it. This is
@@ -228,6 +235,14 @@ def parse_money(value: str, default_currency: str | None = None) -> Money | None
     An amount without a currency uses `default_currency` (a separate
     "Currency code" line) when given; two different amounts give None.
     """
+    fast = _MONEY_FAST.fullmatch(value)
+    if fast is not None:
+        # "USD 48,000.00" / "48000.00 USD": the patterns below find exactly
+        # this one amount in such a value, so skip them.
+        number, currency = fast.group("num1", "cur1")
+        if number is None:
+            number, currency = fast.group("num2", "cur2")
+        return _money(Decimal(number.replace(",", "")), currency)
     found: set[tuple[Decimal, str]] = set()
     for pattern in _MONEY_PATTERNS:
         for match in pattern.finditer(value):
@@ -244,7 +259,10 @@ def parse_money(value: str, default_currency: str | None = None) -> Money | None
             found.add((amount, default_currency))
     if len(found) != 1:
         return None
-    amount, currency = found.pop()
+    return _money(*found.pop())
+
+
+def _money(amount: Decimal, currency: str) -> Money | None:
     try:
         # Cents, as the contract serializes them; an amount too large for
         # Decimal's 28-digit context raises InvalidOperation (an ArithmeticError).
