@@ -25,90 +25,45 @@ durable only when it returns; the caller marks the inputs afterwards.
 
 `StateError` (the state store cannot be written) is the one exception that
 propagates: the caller must stop and leave the input unmarked.
+
+The steps live in three modules, all re-exported here: `pipeline_inputs`
+(`Item`, `Outcome`, `sha256_hex`, `header_message_id`), `pipeline_eval`
+(email and JSON parsing, the trust check) and `pipeline_record` (ledger,
+metrics and log of each outcome).
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from mailsync import ledger as L
 from mailsync import metrics
+from mailsync import pipeline_eval as ev
+from mailsync import pipeline_record as rec
 from mailsync.config import Settings
-from mailsync.crm.outbox import Outbox
-from mailsync.errors import StateError, TransientError
+from mailsync.errors import StateError
 from mailsync.event import Event, Trust
 from mailsync.ledger import Batch, Ledger
-from mailsync.log import kv
+from mailsync.pipeline_inputs import (
+    InputKind,
+    Item,
+    Outcome,
+    Pending,
+    Stopped,
+    header_message_id,
+    sha256_hex,
+)
 from mailsync.sink import Sink
 
-log = logging.getLogger(__name__)
-
-InputKind = Literal["email", "json"]
-
-#: the blank line that ends the header block, and a (folded) Message-ID field
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one input."""
-
-    outcome: str  #: synced | unrecognized | rejected | failed
-    reason: str | None = None
-    event: Event | None = None
-    duplicate: bool = False  #: the sink had this delivery already
-    message_id: str | None = None
-    sha256: str = ""
-
-    @property
-    def final(self) -> bool:
-        return self.outcome in L.FINAL
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input of a batch: its ledger key, bytes and origin (for the outbox)."""
-
-    key: str
-    raw: bytes
-    origin: str = ""
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """An input that passed the cheap checks and needs parsing."""
-
-    digest: str
-    message_id: str | None
-
-
-class _Stopped(Exception):
-    """Raised out of the parse stream when the caller asked to stop."""
-
-
-def sha256_hex(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-def header_message_id(raw: bytes) -> str | None:
-    """The first Message-ID header without angle brackets, or None.
-
-    A regular expression over the header block rather than an email parser:
-    it runs for every input in the main process, before the parse worker."""
-    head = raw[:65536]
-    end = _HEADER_END.search(head)
-    found = _MESSAGE_ID.search(head, 0, end.start() if end else len(head))
-    if found is None:
-        return None
-    value = " ".join(found.group(1).decode("ascii", "replace").split())
-    return value.strip("<>").strip() or None
+__all__ = [
+    "InputKind",
+    "Item",
+    "Outcome",
+    "Pipeline",
+    "header_message_id",
+    "sha256_hex",
+]
 
 
 class Pipeline:
@@ -133,11 +88,11 @@ class Pipeline:
         if isinstance(pre, Outcome):
             return pre
         try:
-            event = self._parse_one(raw, kind)
+            event = ev.parse_one(self.settings, raw, kind)
         except StateError:
             raise
         except Exception as err:
-            return self._failed(source, key, pre, kind, err)
+            return rec.failed(self.ledger, source, key, pre, kind, err)
         return self._finish(raw, event, pre, sink, source, key, kind, origin)
 
     def handle_batch(
@@ -178,7 +133,7 @@ class Pipeline:
     ) -> list[Outcome | None]:
         outcomes: list[Outcome | None] = [None] * len(items)
         tx.ensure()
-        todo: list[tuple[int, _Pending]] = []
+        todo: list[tuple[int, Pending]] = []
         later: list[int] = []  # a copy of an input earlier in this batch
         digests: set[str] = set()
         ids: set[str] = set()
@@ -205,11 +160,12 @@ class Pipeline:
             if beat is not None:
                 beat()
             if stop is not None and stop.is_set():
-                raise _Stopped
+                raise Stopped
 
+        raws = [items[i].raw for i, _ in todo]
         try:
-            self._parse_many([items[i].raw for i, _ in todo], finish, meanwhile)
-        except _Stopped:
+            ev.parse_many(self.settings, raws, finish, meanwhile)
+        except Stopped:
             return outcomes
         for i in later:
             if stop is not None and stop.is_set():
@@ -223,8 +179,8 @@ class Pipeline:
 
     def _precheck(
         self, raw: bytes, source: str, key: str, kind: InputKind
-    ) -> Outcome | _Pending:
-        """The checks that need no parsing: a final Outcome, or _Pending."""
+    ) -> Outcome | Pending:
+        """The checks that need no parsing: a final Outcome, or Pending."""
         digest = sha256_hex(raw)
         metrics.fetched(source)
         done = self.ledger.finished_with_hash(source, key)
@@ -238,8 +194,16 @@ class Pipeline:
                 f"message is {len(raw)} bytes, over [security] max_message_bytes"
                 f" = {limit}"
             )
-            return self._record(
-                source, key, message_id, digest, L.REJECTED, reason, None, kind
+            return rec.record(
+                self.ledger,
+                source,
+                key,
+                message_id,
+                digest,
+                L.REJECTED,
+                reason,
+                None,
+                kind,
             )
         earlier = self.ledger.seen_before(source, message_id, digest)
         if earlier is not None:
@@ -252,13 +216,13 @@ class Pipeline:
                 message_id=message_id,
                 sha256=digest,
             )
-        return _Pending(digest, message_id)
+        return Pending(digest, message_id)
 
     def _finish(
         self,
         raw: bytes,
         event: Event,
-        pre: _Pending,
+        pre: Pending,
         sink: Sink,
         source: str,
         key: str,
@@ -269,72 +233,29 @@ class Pipeline:
         digest, message_id = pre.digest, pre.message_id
         try:
             if kind == "email" and event.recognized:
-                from mailsync.security.email_trust import check_email
-
-                event = check_email(raw, event, self.settings.security)
+                event = ev.trust_check(self.settings, raw, event)
             message_id = event.source_id or message_id
-            if not event.recognized:
-                return self._record(
+            if not event.recognized or event.trust is Trust.REJECTED:
+                outcome = L.UNRECOGNIZED if not event.recognized else L.REJECTED
+                return rec.record(
+                    self.ledger,
                     source,
                     key,
                     message_id,
                     digest,
-                    L.UNRECOGNIZED,
+                    outcome,
                     event.reason,
                     raw,
                     kind,
                     event,
                 )
-            if event.trust is Trust.REJECTED:
-                return self._record(
-                    source,
-                    key,
-                    message_id,
-                    digest,
-                    L.REJECTED,
-                    event.reason,
-                    raw,
-                    kind,
-                    event,
-                )
-            new = self._submit(sink, event, origin)
+            new = rec.submit(sink, event, origin)
         except StateError:
             raise
         except Exception as err:
-            return self._failed(source, key, _Pending(digest, message_id), kind, err)
-        self.ledger.record(
-            source,
-            key,
-            message_id,
-            digest,
-            L.SYNCED,
-            None if new else "duplicate delivery",
-        )
-        log.info(
-            "synced",
-            extra=kv(
-                source=source,
-                key=key,
-                kind=str(event.kind),
-                message_id=message_id,
-                duplicate=not new or None,
-            ),
-        )
-        return Outcome(L.SYNCED, None, event, not new, message_id, digest)
-
-    def _failed(
-        self, source: str, key: str, pre: _Pending, kind: InputKind, err: Exception
-    ) -> Outcome:
-        """`failed` (retried later) for a TransientError or an internal error;
-        one bad input never stops the batch."""
-        if isinstance(err, TransientError):
-            reason = str(err)
-        else:
-            log.exception("input failed", extra=kv(source=source, key=key))
-            reason = f"internal error: {type(err).__name__}: {err}"
-        return self._record(
-            source, key, pre.message_id, pre.digest, L.FAILED, reason, None, kind
-        )
+            pending = Pending(digest, message_id)
+            return rec.failed(self.ledger, source, key, pending, kind, err)
+        return rec.synced(self.ledger, source, key, message_id, digest, event, new)
 
     def too_big(self, size: int) -> bool:
         return size > self.settings.security.max_message_bytes
@@ -347,74 +268,19 @@ class Pipeline:
             return Outcome(done, "already handled")
         limit = self.settings.security.max_message_bytes
         reason = f"message is {size} bytes, over [security] max_message_bytes = {limit}"
-        return self._record(
-            source, key, None, f"size:{size}", L.REJECTED, reason, None, "email"
+        return rec.record(
+            self.ledger,
+            source,
+            key,
+            None,
+            f"size:{size}",
+            L.REJECTED,
+            reason,
+            None,
+            "email",
         )
 
     def evaluate(self, raw: bytes) -> Event:
         """Parse and trust-check one email exactly as `handle` does, without
         submitting or recording it (`mailsync quarantine retry`)."""
-        event = self._parse_one(raw, "email")
-        if event.recognized:
-            from mailsync.security.email_trust import check_email
-
-            event = check_email(raw, event, self.settings.security)
-        return event
-
-    def _parse_one(self, raw: bytes, kind: InputKind) -> Event:
-        if kind == "json":
-            from mailsync.parsers import json_input  # lands with the SNS parsers
-
-            parse_json = getattr(json_input, "parse_json")  # noqa: B009
-            event: Event = parse_json(raw)
-            return event
-        from mailsync.parsers import parse_email
-        from mailsync.security.limits import parse_with_timeout
-
-        # A worker process with a time cap: a runaway parse cannot stall a source.
-        seconds = self.settings.security.parse_timeout_seconds
-        return parse_with_timeout(parse_email, raw, seconds)
-
-    def _parse_many(
-        self,
-        raws: Sequence[bytes],
-        on_event: Callable[[int, Event], None],
-        meanwhile: Callable[[], None] | None,
-    ) -> None:
-        from mailsync.parsers import parse_email
-        from mailsync.security.limits import parse_many_with_timeout
-
-        # One worker round trip per batch, each message still capped alone.
-        seconds = self.settings.security.parse_timeout_seconds
-        parse_many_with_timeout(parse_email, raws, seconds, on_event, meanwhile)
-
-    @staticmethod
-    def _submit(sink: Sink, event: Event, origin: str) -> bool:
-        if isinstance(sink, Outbox):  # the outbox also records where it came from
-            return sink.submit(event, origin=origin)
-        return sink.submit(event)
-
-    def _record(
-        self,
-        source: str,
-        key: str,
-        message_id: str | None,
-        digest: str,
-        outcome: str,
-        reason: str | None,
-        raw: bytes | None,
-        kind: InputKind,
-        event: Event | None = None,
-    ) -> Outcome:
-        reason = " ".join((reason or outcome).split())
-        self.ledger.record(
-            source, key, message_id, digest, outcome, reason, raw=raw, input_kind=kind
-        )
-        metrics.outcome(source, outcome)
-        level = logging.WARNING if outcome == L.FAILED else logging.INFO
-        log.log(
-            level,
-            outcome,
-            extra=kv(source=source, key=key, reason=reason, message_id=message_id),
-        )
-        return Outcome(outcome, reason, event, False, message_id, digest)
+        return ev.evaluate(self.settings, raw)

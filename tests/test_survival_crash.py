@@ -91,10 +91,10 @@ class Killer:
     """SIGKILLs the daemon when the armed trigger fires; remembers when."""
 
     def __init__(
-        self, emu: Emulator, proxy: TcpProxy, state: Path, mean_size: int
+        self, emu: Emulator, proxy: TcpProxy, state: Path, smallest: int
     ) -> None:
         self.emu, self.proxy, self.state = emu, proxy, state
-        self.mean_size = mean_size  #: bytes per message in a FETCH response
+        self.smallest = smallest  #: bytes of the smallest message
         self.fired = threading.Event()
         self.pid = 0
         self.phase = ""
@@ -135,7 +135,8 @@ class Killer:
             self.fetches, self.streamed = 0, 0
             # FETCH #n exists: (n - 1) * BATCH <= share < left
             self.fetch_target = 1 + int(u * (share // BATCH))
-            batch_bytes = min(BATCH, max(left, 1)) * self.mean_size
+            # within the bytes this FETCH streams, however small its messages
+            batch_bytes = min(BATCH, max(left, 1)) * self.smallest
             self.byte_target = 1 + int(v * batch_bytes * 0.9)
             self.pid, self.phase = pid, phase
             return f"FETCH #{self.fetch_target} after {self.byte_target} bytes"
@@ -194,8 +195,7 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
     )
     env = daemon_env(sf=(emulator.password, emulator.security_token))
     state = tmp_path / "state.sqlite3"
-    mean_size = sum(len(s.raw) for s in sellers) // MESSAGES
-    killer = Killer(emulator, proxy, state, mean_size)
+    killer = Killer(emulator, proxy, state, min(len(s.raw) for s in sellers))
     rng = random.Random(SEED)
     landed: Counter[str] = Counter()
     print(f"\nbackfill of {MESSAGES} messages, seed {SEED}")

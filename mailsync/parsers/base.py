@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mailsync.errors import ParseError
-from mailsync.event import Channel, Event, Kind, Role, Trust
+from mailsync.event import Channel, Event, Kind, Money, Role, Trust
 from mailsync.parsers import values
 from mailsync.parsers.fields import extract
 from mailsync.parsers.message import EmailView
@@ -126,15 +126,20 @@ class EmailParser:
         return False
 
     def _build(self, msg: EmailView, found: dict[str, list[str]]) -> Event:
-        currency = _one(found.get("currency", ()), values.currency_code)
         got: dict[str, Any] = {}
         for key, raws in found.items():
             if (convert := _CONVERT.get(key)) is not None:
                 # One value per label is the rule; `_one` of a single value
                 # is that value converted.
                 got[key] = convert(raws[0]) if len(raws) == 1 else _one(raws, convert)
-            elif key in _MONEY:
-                got[key] = _one(raws, lambda raw: values.parse_money(raw, currency))
+        if not _MONEY.isdisjoint(found):
+            currency = _one(found.get("currency", ()), values.currency_code)
+
+            def money(raw: str) -> Money | None:
+                return values.parse_money(raw, currency)
+
+            for key in _MONEY.intersection(found):
+                got[key] = _one(found[key], money)
         accounts: list[str] = []
         for raw in found.get("customer_accounts", ()):
             accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
@@ -160,7 +165,9 @@ class EmailParser:
         for key in _DATES:
             if got.get(key) == values.NO_END:
                 got[key] = None  # JAN-1-9999: no end date, serialized as null
-        event_fields = {k: v for k, v in got.items() if k in _EVENT_KEYS}
+        duration = got.get("duration")
+        for key in _NOT_EVENT_KEYS.intersection(got):
+            del got[key]
         return Event(
             kind=self.kind,
             channel=Channel.EMAIL,
@@ -170,10 +177,10 @@ class EmailParser:
             customer_account_id=accounts[0] if len(accounts) == 1 else None,
             customer_account_ids=tuple(accounts),
             agreement_status=self.agreement_status,
-            selling_authorization_duration=got.get("duration"),
+            selling_authorization_duration=duration,
             trust=Trust.UNVERIFIED,
             dedupe_ids=(msg.message_id,) if msg.message_id else (),
-            **event_fields,
+            **got,
         )
 
 
@@ -233,6 +240,10 @@ _EVENT_KEYS = frozenset(
         "opportunity_id", "resale_authorization_id", "resource_arn",
     }
 )  # fmt: skip
+
+
+#: converted keys that are not Event fields of the same name
+_NOT_EVENT_KEYS = (frozenset(_CONVERT) | _MONEY) - _EVENT_KEYS
 
 
 def _present(event: Event, name: str) -> bool:

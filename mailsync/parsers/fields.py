@@ -86,28 +86,57 @@ _LIST_KEYS = frozenset({"customer_accounts"})
 
 
 def _alternation() -> str:
-    """Every label as one regex: a word trie (shared first words are tried
-    once), longest alternatives first, words joined by any spacing."""
+    """Every label as one regex: a trie of characters (labels sharing a
+    prefix try it once; a branch is left on its first character), longest
+    alternatives first, words joined by any spacing."""
     root: dict[str, Any] = {}
     for label in LABELS:
         node = root
-        for word in label.split():
-            node = node.setdefault(word, {})
+        for char in " ".join(label.split()):
+            node = node.setdefault(char, {})
         node[""] = {}
 
     def emit(node: dict[str, Any]) -> str:
         alternatives = []
-        for word, child in sorted(node.items(), key=lambda kv: -len(kv[0])):
-            if not word:
+        for char, child in sorted(node.items(), key=lambda kv: kv[0]):
+            if not char:
                 continue
-            rest = [w for w in child if w]
-            tail = ""
-            if rest:
-                tail = r"(?:[ \t]+" + emit(child) + ")" + ("?" if "" in child else "")
-            alternatives.append(re.escape(word) + tail)
+            head = r"[ \t]+" if char == " " else caseless(char)
+            if [c for c in child if c]:
+                tail = emit(child)
+                if "" in child:
+                    tail += "?"
+            else:
+                tail = ""
+            alternatives.append(head + tail)
+        if len(alternatives) == 1:
+            return "(?:" + alternatives[0] + ")"
         return "(?:" + "|".join(alternatives) + ")"
 
     return emit(root)
+
+
+#: what `re.IGNORECASE` lets an ASCII letter match (Unicode simple case
+#: folding adds U+0130/U+0131 to i, U+212A KELVIN SIGN to k and U+017F LONG
+#: S to s)
+_FOLDS = {"i": "iIİı", "k": "kKK", "s": "sSſ"}
+
+
+def caseless(literal: str) -> str:
+    """A regex matching `literal` exactly as `re.IGNORECASE` would, written
+    with character classes (`[pP][rR]...`) for a pattern compiled without
+    the flag. The engine then skips a branch of an alternation on its first
+    character without entering it, and a pattern that starts with a literal
+    newline is searched for that character alone, not tried at every
+    position; both matter for `_LABEL_LINE_RE`, run over every message."""
+    out = []
+    for char in literal:
+        if char.isascii() and char.isalpha():
+            lower = char.lower()
+            out.append("[" + _FOLDS.get(lower, lower + lower.upper()) + "]")
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
 
 
 # One pass over the whole text finds the lines that start with a label; the
@@ -115,7 +144,9 @@ def _alternation() -> str:
 _LEAD = r"[ \t>*•·|\-–]*"
 # "(s)" and emphasis may follow a label, and so may a currency in brackets
 # ("Wholesale price (USD): 270,000.00"), which then applies to the value.
-_TAIL = r"[ \t]*(?:\(s\))?[*_]*[ \t]*(?:\((?P<unit>(?-i:[A-Z]{3}))\)[ \t]*)?"
+_TAIL = (
+    r"[ \t]*(?:\(" + caseless("s") + r"\))?[*_]*[ \t]*(?:\((?P<unit>[A-Z]{3})\)[ \t]*)?"
+)
 # After a label: a colon, a table pipe or a spaced dash, then the value; or a
 # tab / two spaces, then the value; or nothing (the value is on the next line).
 _SEP = r"[:：]|[ \t]*\|(?=[ \t]*[^|\s])|[ \t]+[-–—=][ \t]+"
@@ -123,14 +154,17 @@ _AFTER = (
     r"(?:(?P<colon>" + _SEP + r")(?P<rest>[^\n]*)"
     r"|(?:\t|  )[ \t]*(?P<gap>[^\n]*\S)|[ \t]*$)"
 )
+# Labels match case-insensitively (see `caseless`). The pattern starts at
+# the newline before a line, and is run over the text with a newline put in
+# front, so the engine looks only at line starts.
 _LABEL_LINE_RE = re.compile(
-    r"^" + _LEAD + r"(?P<label>" + _alternation() + r")" + _TAIL + _AFTER,
-    re.IGNORECASE | re.MULTILINE,
+    r"\n" + _LEAD + r"(?P<label>" + _alternation() + r")" + _TAIL + _AFTER,
+    re.MULTILINE,
 )
 # The same, at a known position (is the line below a label a label itself?).
 _LABEL_AT_RE = re.compile(
     r"(?:" + _alternation() + r")" + _TAIL + r"(?:[:：]|\t|  |[ \t]*$)",
-    re.IGNORECASE | re.MULTILINE,
+    re.MULTILINE,
 )
 # The next non-empty line below a label, at most two blank lines down.
 _NEXT_RE = re.compile(r"[ \t]*\n(?:[ \t]*\n){0,2}" + _LEAD + r"(?P<value>[^\n]*\S)")
@@ -218,13 +252,16 @@ def extract(text: str) -> dict[str, list[str]]:
         not text.isascii() and any(char in text for char in _SPACE_CHARS)
     ):
         text = text.translate(_SPACES)
+    # `_LABEL_LINE_RE` starts at the newline before a line: one in front
+    # lets it find the first line too. Positions below are in this text.
+    text = "\n" + text
     out: dict[str, list[str]] = {}
     consumed = 0  # values taken from the line below a label are not labels
     # The loop body runs once per labelled line of every parsed message:
     # groups are read in one call and the common "Label: value" case is
     # handled inline (see bench/parse.py).
     for match in _LABEL_LINE_RE.finditer(text):
-        if match.start() < consumed:
+        if match.start() + 1 < consumed:  # the line starts after the newline
             continue
         label, unit, gap, rest = match.group(_G_LABEL, _G_UNIT, _G_GAP, _G_REST)
         key = _SEEN.get(label)

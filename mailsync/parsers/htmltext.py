@@ -81,13 +81,26 @@ def html_to_text(markup: str) -> str:
     text = _CELL_END_RE.sub("\t", text)
     text = _LINE_RE.sub("\n", text)
     text = html.unescape(_TAG_RE.sub("", text)).replace("\xa0", " ")
-    rows = [cells for cells in map(_cells, text.split("\n")) if cells]
+    rows: list[list[str]] = []
+    for raw in text.split("\n"):
+        if "\t" in raw:
+            cells = _cells(raw)
+            if cells:
+                rows.append(cells)
+        elif cell := raw.strip():  # one cell, the same as `_cells(raw)`
+            rows.append([cell])
     out: list[str] = []
     i = 0
     while i < len(rows):
         row = rows[i]
         below = rows[i + 1] if i + 1 < len(rows) else []
-        if len(row) > 1 and len(below) == len(row) and all(map(is_label, row)):
+        # The last cell first: in a label/value row it is the value, and
+        # one look-up decides.
+        if (
+            len(row) > 1
+            and len(below) == len(row)
+            and all(map(is_label, reversed(row)))
+        ):
             # A header row of labels over a row of values (a column table).
             out.append("   ".join(f"{k}: {v}" for k, v in zip(row, below, strict=True)))
             i += 2

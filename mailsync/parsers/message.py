@@ -89,8 +89,6 @@ _OUTLOOK = re.compile(
     r"^[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
     re.I | re.M,
 )
-#: substrings every forward marker or header block contains (lower case)
-_FORWARD_HINTS = ("from:", "forward", "original message", "________")
 _HEADER_LINE = re.compile(
     r"^(From|Sent|Date|Subject|To|Cc|Bcc|Reply-To|Importance)\s*:\s*(.*)$", re.I
 )
@@ -272,8 +270,14 @@ def _aware(value: object) -> datetime | None:
 
 def _unwrap_forward(text: str) -> tuple[str, dict[str, str]] | None:
     """The innermost forwarded original in `text` and its header block."""
+    # Every forward marker or header block contains one of these.
     low = text.lower()
-    if not any(hint in low for hint in _FORWARD_HINTS):
+    if not (
+        "from:" in low
+        or "forward" in low
+        or "original message" in low
+        or "________" in low
+    ):
         return None  # the common case, decided without the regexes
     found: tuple[str, dict[str, str]] | None = None
     for _ in range(4):  # a forward of a forward: keep the innermost original

@@ -151,7 +151,7 @@ def parse_date(value: str) -> date | None:
     """
     fast = _MDY_FAST.fullmatch(value)
     if fast is not None:  # the documented MM-DD-YYYY, by far the most common
-        month, day, year = (int(g) for g in fast.groups())
+        month, day, year = map(int, fast.groups())
         if year == 9999:
             return NO_END
         try:
