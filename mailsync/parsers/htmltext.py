@@ -93,6 +93,10 @@ def html_to_text(markup: str) -> str:
     i = 0
     while i < len(rows):
         row = rows[i]
+        if len(row) == 1:  # a line of text: nothing to pair
+            out.append(row[0])
+            i += 1
+            continue
         below = rows[i + 1] if i + 1 < len(rows) else []
         # The last cell first: in a label/value row it is the value, and
         # one look-up decides.
