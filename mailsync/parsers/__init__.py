@@ -66,8 +66,11 @@ _AUTO_REPLY = re.compile(
     re.I,
 )
 _BOUNCE = re.compile(
+    # Every phrase starts with one of these letters: the look-ahead lets the
+    # search pass over other positions without trying each phrase.
+    r"(?=[uUdDrRmMfF])(?:"
     r"undeliver|delivery status notification|returned mail|mail delivery "
-    r"(?:failed|failure|subsystem)|delivery (?:has )?failed|failure notice",
+    r"(?:failed|failure|subsystem)|delivery (?:has )?failed|failure notice)",
     re.I,
 )
 _DAEMONS = ("mailer-daemon@", "postmaster@")
@@ -79,36 +82,35 @@ _BUYER = re.compile(
 )
 
 
-def _claimants(title: str) -> list[EmailParser]:
-    """Parsers that claim `title`. Only parsers with a title keyword among the
-    subject's words are asked, so a subject meets two or three parsers, not
-    all of them."""
+def _claimants(title: str) -> tuple[EmailParser, ...]:
+    """Parsers that claim `title` (a normalized subject or body line)."""
     index = _index()
-    candidates = set(index.always)
-    by_word = index.by_word
-    for word in title.split():
-        found = by_word.get(word.strip(_PUNCT))
-        if found:
-            candidates.update(found)
-    # Registry positions, not parser objects, go in the set: hashing a frozen
-    # dataclass hashes all its fields. Sorting keeps registry order.
-    registry = index.registry
-    return [
-        registry[i] for i in sorted(candidates) if registry[i].matches_title(title)
-    ]
+    found = index.claims.get(title)
+    if found is None:
+        found = index.claim(title)
+        if len(index.claims) >= _MAX_CLAIMS:
+            index.claims.clear()
+        index.claims[title] = found
+    return found
 
 
 _PUNCT = ".,:;!?()[]{}<>\"'-–—|"
+#: titles remembered per registry. Notification subjects are fixed strings
+#: per type (contract section 3), so a small memo answers nearly every
+#: message; title tests are pure, so the answer is the same.
+_MAX_CLAIMS = 2048
 
 
 class _Index:
     """Last word of each title keyword -> registry positions of its parsers
-    (rebuilt if the registry is replaced, e.g. in tests)."""
+    (rebuilt if the registry is replaced, e.g. in tests), and the claims
+    already worked out."""
 
     def __init__(self, registry: tuple[EmailParser, ...]) -> None:
         self.registry = registry
         self.by_word: dict[str, set[int]] = {}
         self.always: list[int] = []
+        self.claims: dict[str, tuple[EmailParser, ...]] = {}
         for position, parser in enumerate(registry):
             words = getattr(parser.subject, "last_words", None)
             if not words:
@@ -116,6 +118,22 @@ class _Index:
                 continue
             for word in words:
                 self.by_word.setdefault(word, set()).add(position)
+
+    def claim(self, title: str) -> tuple[EmailParser, ...]:
+        """The parsers that claim `title`. Only parsers with a title keyword
+        among the subject's words are asked, so a subject meets two or three
+        parsers, not all of them."""
+        candidates = set(self.always)
+        for word in title.split():
+            found = self.by_word.get(word.strip(_PUNCT))
+            if found:
+                candidates.update(found)
+        # Registry positions, not parser objects, go in the set: hashing a
+        # frozen dataclass hashes all its fields. Sorting keeps registry order.
+        registry = self.registry
+        return tuple(
+            registry[i] for i in sorted(candidates) if registry[i].matches_title(title)
+        )
 
 
 _INDEX: list[_Index] = []

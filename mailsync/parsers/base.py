@@ -131,7 +131,10 @@ class EmailParser:
             if (convert := _CONVERT.get(key)) is not None:
                 # One value per label is the rule; `_one` of a single value
                 # is that value converted.
-                got[key] = convert(raws[0]) if len(raws) == 1 else _one(raws, convert)
+                value = convert(raws[0]) if len(raws) == 1 else _one(raws, convert)
+                if value is values.NO_END:  # only `parse_date` returns it
+                    value = None  # JAN-1-9999: no end date, serialized as null
+                got[key] = value
         if not _MONEY.isdisjoint(found):
             currency = _one(found.get("currency", ()), values.currency_code)
 
@@ -140,9 +143,13 @@ class EmailParser:
 
             for key in _MONEY.intersection(found):
                 got[key] = _one(found[key], money)
-        accounts: list[str] = []
-        for raw in found.get("customer_accounts", ()):
-            accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
+        raws = found.get("customer_accounts", ())
+        if len(raws) == 1:
+            accounts = values.account_ids(raws[0])  # in order, without repeats
+        else:
+            accounts = []
+            for raw in raws:
+                accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
         opportunity = got.get("opportunity_id")
         if got.get("resale_authorization_id") is None and opportunity is not None:
             got["resale_authorization_id"] = values.resale_authorization_id(opportunity)
@@ -162,9 +169,6 @@ class EmailParser:
             role = Role.ISV
         else:
             role = self.default_role
-        for key in _DATES:
-            if got.get(key) == values.NO_END:
-                got[key] = None  # JAN-1-9999: no end date, serialized as null
         duration = got.get("duration")
         for key in _NOT_EVENT_KEYS.intersection(got):
             del got[key]
@@ -227,8 +231,6 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
 _MONEY = frozenset(
     {"purchase_amount", "new_purchase_amount", "wholesale_price", "margin"}
 )
-_DATES = ("acceptance_date", "start_date", "end_date", "offer_published_date",
-          "offer_expiration_date")  # fmt: skip
 #: extracted keys that are Event fields of the same name
 _EVENT_KEYS = frozenset(
     {

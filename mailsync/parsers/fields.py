@@ -181,10 +181,19 @@ for _label in LABELS:
     _LENGTHS.setdefault(_label.split()[-1], []).append(len(_label.split()))
 for _counts in _LENGTHS.values():
     _counts.sort(reverse=True)
-#: the last n words of a segment (to locate a label found by look-up)
-_TAIL_RE = {
-    n: re.compile(r"\S+(?:\s+\S+){" + str(n - 1) + r"}\s*$") for n in range(1, 8)
-}
+
+
+def _tail_start(segment: str, n: int) -> int | None:
+    """Where the last `n` words of `segment` start (None if it has fewer):
+    what searching `\\S+(?:\\s+\\S+){n-1}\\s*$` finds, without trying
+    every position."""
+    parts = segment.rsplit(None, n)
+    if len(parts) < n:
+        return None
+    if len(parts) == n:  # exactly n words: the first one
+        return len(segment) - len(segment.lstrip())
+    head = len(parts[0])  # the words before, then a run of whitespace
+    return len(segment) - len(segment[head:].lstrip())
 # Zero-width and exotic spaces that HTML mail puts between label words.
 _SPACES = str.maketrans(
     {"\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": ""}
@@ -233,13 +242,9 @@ def _pairs(rest: str) -> list[tuple[str, int, int]]:
             continue
         for n in counts:
             if n <= len(words) and (key := _lookup(words[-n:])) is not None:
-                tail = _TAIL_RE[n].search(segment)
-                if tail is not None and (
-                    tail.start() == 0 or segment[tail.start() - 1].isspace()
-                ):
-                    found.append(
-                        (key, colon.start() - len(segment) + tail.start(), start)
-                    )
+                at = _tail_start(segment, n)
+                if at is not None and (at == 0 or segment[at - 1].isspace()):
+                    found.append((key, colon.start() - len(segment) + at, start))
                     break
     return found
 
@@ -276,15 +281,27 @@ def extract(text: str) -> dict[str, list[str]]:
             _add(out, key, _cell(gap), unit)
             continue
         rest = rest or ""
-        if ":" in rest or "：" in rest or "|" in rest:
+        if not (":" in rest or "：" in rest or "|" in rest):
+            # The common "Label: value" line, inline.
+            value = rest.strip() if "\t" not in rest else _cell(rest)
+            if value:
+                if key in _LIST_KEYS:
+                    value, consumed = _more_accounts(text, match.end(), value, consumed)
+                value = value.strip(" \t|,;")
+                if value:
+                    value = f"{unit} {value}" if unit else value
+                    if (values := out.get(key)) is None:
+                        out[key] = [value]
+                    else:
+                        values.append(value)
+                continue
+            pairs = []
+        else:
             pairs = _pairs(rest)
             for n, (other, _, value_start) in enumerate(pairs):
                 end = pairs[n + 1][1] if n + 1 < len(pairs) else len(rest)
                 _add(out, other, _cell(rest[value_start:end]), "")
             value = _cell(rest[: pairs[0][1]] if pairs else rest)
-        else:
-            pairs = []
-            value = _cell(rest)
         if pairs or value:
             if value and key in _LIST_KEYS:
                 value, consumed = _more_accounts(text, match.end(), value, consumed)

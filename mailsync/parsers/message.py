@@ -78,21 +78,24 @@ class EmailView:
 
 _FWD_PREFIX = re.compile(r"^\s*(?:(?:fwd?|fw|tr|wg|rv|enc)\s*:\s*|\[fwd?:?\s*)+", re.I)
 _RE_PREFIX = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.I)
+# `_MARKERS`, `_OUTLOOK` and `_QUOTE` start at the newline before a line and
+# are run over the text with a newline put in front: the regex engine then
+# looks at line starts only, not at every position.
 _MARKERS = re.compile(
-    r"^[>\s]*(?:-{2,}\s*Forwarded message(?:\s+from\s.*?)?\s*-{2,}"
+    r"\n[>\s]*(?:-{2,}\s*Forwarded message(?:\s+from\s.*?)?\s*-{2,}"
     r"|Begin forwarded message:?|-{2,}\s*Original Message\s*-{2,}"
     r"|-{2,}\s*Forwarded by .*|_{8,})\s*$",
     re.I | re.M,
 )
 # Outlook puts no marker line: the block starts at "From:" and has "Sent:".
 _OUTLOOK = re.compile(
-    r"^[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
+    r"\n[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
     re.I | re.M,
 )
 _HEADER_LINE = re.compile(
     r"^(From|Sent|Date|Subject|To|Cc|Bcc|Reply-To|Importance)\s*:\s*(.*)$", re.I
 )
-_QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?", re.M)
+_QUOTE = re.compile(r"\n(?:[ \t]*>)+[ \t]?")
 
 
 def email_view(raw: bytes) -> EmailView:
@@ -106,7 +109,12 @@ def email_view(raw: bytes) -> EmailView:
     html = "\n".join(str(part) for part in mail.text_html)
     if "\ufffd" in plain:
         plain = _redecode(message, "text/plain") or plain
-    flowed = _flowed(message)
+    content_type = message.get_content_type()
+    multipart = message.is_multipart()
+    if multipart:
+        flowed = _flowed(message)
+    else:  # the message is its only part: `_flowed` without the walk
+        flowed = _part_flowed(message) if content_type == "text/plain" else None
     if flowed is not None:
         plain = _unflow(plain, delsp=flowed)
     if plain.strip():
@@ -118,8 +126,10 @@ def email_view(raw: bytes) -> EmailView:
     original = _unwrap_forward(text)
     # "Fwd:" without a marker (forwarded as an attachment, or a client that
     # pastes the body bare) still means the sender is not the original author.
-    forwarded = original is not None or bool(_FWD_PREFIX.match(outer_subject))
-    subject = _FWD_PREFIX.sub("", outer_subject).strip()
+    prefix = _FWD_PREFIX.match(outer_subject)
+    forwarded = original is not None or prefix is not None
+    # The prefix regex is anchored: removing its one match is `sub`.
+    subject = (outer_subject[prefix.end() :] if prefix else outer_subject).strip()
     original_from = None
     original_date = None
     if original is not None:
@@ -129,7 +139,7 @@ def email_view(raw: bytes) -> EmailView:
         original_date = _block_date(
             block.get("date") or block.get("sent"), message.get("Date")
         )
-    attached = _attached_original(message) if message.is_multipart() else None
+    attached = _attached_original(message) if multipart else None
     if attached is not None:
         # Forwarded as an attachment: the original's own headers are exact.
         forwarded = True
@@ -151,7 +161,7 @@ def email_view(raw: bytes) -> EmailView:
         forwarder=from_address if forwarded else None,
         original_from=original_from,
         original_date=original_date,
-        content_type=message.get_content_type().lower(),
+        content_type=content_type.lower(),
         auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
         is_reply=bool(_RE_PREFIX.match(outer_subject)),
     )
@@ -168,7 +178,7 @@ def _unquote(text: str) -> str:
     while at != -1:
         line_start = text.rfind("\n", 0, at) + 1
         if not text[line_start:at].strip(" \t"):
-            return _QUOTE.sub("", text)
+            return _QUOTE.sub("\n", "\n" + text)[1:]
         at = text.find(">", at + 1)
     return text
 
@@ -193,16 +203,24 @@ def _flowed(message: Message) -> bool | None:
     """For a `format=flowed` text/plain part: whether it is `DelSp=yes`
     (RFC 3676 section 4.2); None when no text/plain part is flowed."""
     for part in message.walk():
-        # `get_param("format")` reads this same header; without the word
-        # "format" in it there is no such parameter, and parsing the
-        # parameters is the costly step.
-        header = part.get("content-type")
-        if header is None or "format" not in str(header).lower():
-            continue
         if part.get_content_type() != "text/plain" or part.is_multipart():
             continue
-        if str(part.get_param("format") or "").lower() == "flowed":
-            return str(part.get_param("delsp") or "").lower() == "yes"
+        flowed = _part_flowed(part)
+        if flowed is not None:
+            return flowed
+    return None
+
+
+def _part_flowed(part: Message) -> bool | None:
+    """`_flowed` of one text/plain part."""
+    # `get_param("format")` reads this same header; without the word
+    # "format" in it there is no such parameter, and parsing the
+    # parameters is the costly step.
+    header = part.get("content-type")
+    if header is None or "format" not in str(header).lower():
+        return None
+    if str(part.get_param("format") or "").lower() == "flowed":
+        return str(part.get_param("delsp") or "").lower() == "yes"
     return None
 
 
@@ -281,18 +299,19 @@ def _unwrap_forward(text: str) -> tuple[str, dict[str, str]] | None:
         return None  # the common case, decided without the regexes
     found: tuple[str, dict[str, str]] | None = None
     for _ in range(4):  # a forward of a forward: keep the innermost original
-        marker = _MARKERS.search(text)
-        outlook = _OUTLOOK.search(text)
+        lined = "\n" + text  # positions in `lined` are one past `text`'s
+        marker = _MARKERS.search(lined)
+        outlook = _OUTLOOK.search(lined)
         if marker is None and outlook is None:
             break
         if marker is not None and (
             outlook is None or marker.start() <= outlook.start()
         ):
-            start = marker.end()
+            start = marker.end() - 1
         else:
             assert outlook is not None
-            start = outlook.start()
-        body, block = _split_block(_QUOTE.sub("", text[start:]))
+            start = outlook.start()  # the newline before the line in `lined`
+        body, block = _split_block(_unquote(text[start:]))
         if "from" not in block and "subject" not in block:
             # A separator line with no forwarded header block below it (a
             # rule of underscores in a signature, say): not a forward.

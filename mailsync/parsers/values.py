@@ -42,6 +42,8 @@ def clean_text(value: str) -> str | None:
 
 
 def _one(pattern: re.Pattern[str], value: str) -> str | None:
+    if pattern.fullmatch(value):
+        return value  # the value is one ID, as it mostly is: findall agrees
     found = set(pattern.findall(value))
     # Two different IDs after one label is not a value we can trust.
     return found.pop() if len(found) == 1 else None
