@@ -215,6 +215,13 @@ def test_dead_letter_listed_then_retried(tmp_path: Path) -> None:
         "agreements need approval",
     )
 
+    status = ok("status", "--config", str(cfg)).splitlines()
+    at = status.index("  dead_letters: 1")
+    assert status[at + 1].startswith(
+        f"    - AWS_Agreement__c {OFFER_AGMT}: FIELD_CUSTOM_VALIDATION_EXCEPTION: "
+        "agreements need approval (since "
+    )
+
     out = ok("quarantine", "retry", "--dead-letters", "--config", str(cfg))
     assert "CRM dead letters: 1 re-sent, 0 written, 1 refused again" in out
     assert records(cfg, "AWS_Agreement__c") == []

@@ -42,8 +42,29 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
     print("crm")
     for key, value in crm.items():
-        print(f"  {key}: {value if value is not None else '-'}")
+        print(f"  {key}: {_crm_value(key, value)}")
+        if key == "dead_letters" and isinstance(value, dict):
+            for d in value.get("latest", []):
+                print(
+                    f"    - {d['object']} {d['external_id']}: "
+                    f"{d['error_code'] or '-'}: {d['message'] or '-'} "
+                    f"(since {d['created_at']}; retry with "
+                    "`mailsync quarantine retry --dead-letters`)"
+                )
     return 0
+
+
+def _crm_value(key: str, value: Any) -> str:
+    """One readable value: counts and API usage rather than Python reprs."""
+    if value is None or value == "":
+        return "-"
+    if key == "dead_letters" and isinstance(value, dict):
+        return str(value.get("count", 0))
+    if key == "api_usage" and isinstance(value, dict):
+        if "used" in value and "max" in value:
+            return f"{value['used']} of {value['max']} daily API calls"
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def _print_source(name: str, s: SourceStatus | None) -> None:
