@@ -91,8 +91,16 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        if not _CURRENCY_RE.match(self.currency):
-            raise ValueError(f"currency must be a 3-letter ISO code: {self.currency!r}")
+        currency = self.currency
+        # Three ASCII capitals pass without the regex engine.
+        if not (
+            type(currency) is str
+            and len(currency) == 3
+            and currency.isascii()
+            and currency.isalpha()
+            and currency.isupper()
+        ) and not _CURRENCY_RE.match(currency):
+            raise ValueError(f"currency must be a 3-letter ISO code: {currency!r}")
         if not self.amount.is_finite():
             raise ValueError("amount must be finite")
 
@@ -187,8 +195,12 @@ class Event:
     dedupe_ids: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        for name in _ACCOUNT_FIELDS:
-            value = getattr(self, name)
+        # Read directly, not by name: one event is built per parsed message.
+        for name, value in (
+            ("customer_account_id", self.customer_account_id),
+            ("isv_account_id", self.isv_account_id),
+            ("channel_partner_account_id", self.channel_partner_account_id),
+        ):
             if value is not None and not _is_account(value):
                 raise ValueError(f"{name} must be 12 digits: {value!r}")
         for value in self.customer_account_ids:

@@ -82,22 +82,25 @@ _BUYER = re.compile(
 )
 
 
-def _claimants(title: str) -> tuple[EmailParser, ...]:
-    """Parsers that claim `title` (a normalized subject or body line)."""
+def _claimants(title: str, *, normalized: bool = True) -> tuple[EmailParser, ...]:
+    """Parsers that claim `title`, a body line normalized by `body_titles`
+    or (`normalized=False`) a subject as written."""
     index = _index()
-    found = index.claims.get(title)
+    claims = index.claims if normalized else index.subject_claims
+    found = claims.get(title)
     if found is None:
-        found = index.claim(title)
-        if len(index.claims) >= _MAX_CLAIMS:
-            index.claims.clear()
-        index.claims[title] = found
+        found = index.claim(title if normalized else normalize_title(title))
+        if len(claims) >= _MAX_CLAIMS:
+            claims.clear()
+        claims[title] = found
     return found
 
 
 _PUNCT = ".,:;!?()[]{}<>\"'-–—|"
-#: titles remembered per registry. Notification subjects are fixed strings
-#: per type (contract section 3), so a small memo answers nearly every
-#: message; title tests are pure, so the answer is the same.
+#: titles (and subjects) remembered per registry. Notification subjects
+#: repeat from message to message (a fixed title per type, at most a product
+#: name added), so a small memo answers nearly every message; title tests
+#: are pure, so a remembered answer is the one a test would give.
 _MAX_CLAIMS = 2048
 
 
@@ -111,6 +114,7 @@ class _Index:
         self.by_word: dict[str, set[int]] = {}
         self.always: list[int] = []
         self.claims: dict[str, tuple[EmailParser, ...]] = {}
+        self.subject_claims: dict[str, tuple[EmailParser, ...]] = {}
         for position, parser in enumerate(registry):
             words = getattr(parser.subject, "last_words", None)
             if not words:
@@ -147,7 +151,7 @@ def _index() -> _Index:
 
 def match_email(view: EmailView) -> EmailParser | None:
     """The one parser whose type `view` is, or None; AmbiguousMatchError on two."""
-    found = _claimants(normalize_title(view.subject))
+    found = _claimants(view.subject, normalized=False)
     if not found:
         # New-sender layouts may use a generic subject and repeat the title
         # at the top of the body.
@@ -198,10 +202,29 @@ def _not_a_notification(view: EmailView) -> str | None:
     sender = view.from_address or ""
     if view.content_type == "multipart/report" or sender.startswith(_DAEMONS):
         return "bounce (delivery status notification)"
-    if not view.forwarded and _BOUNCE.search(view.outer_subject):
+    bounce, auto_reply = _subject_kinds(view.outer_subject)
+    if not view.forwarded and bounce:
         return "bounce (delivery status notification)"
-    if view.auto_submitted == "auto-replied" or _AUTO_REPLY.match(view.outer_subject):
+    if view.auto_submitted == "auto-replied" or auto_reply:
         return f"auto-reply: {view.outer_subject!r}"
     if view.is_reply:
         return f"a reply, not a notification: {view.outer_subject!r}"
     return None
+
+
+_SUBJECT_KINDS: dict[str, tuple[bool, bool]] = {}
+
+
+def _subject_kinds(subject: str) -> tuple[bool, bool]:
+    """Whether `subject` reads like a bounce, and like an auto-reply
+    (remembered like the claims: subjects repeat)."""
+    found = _SUBJECT_KINDS.get(subject)
+    if found is None:
+        found = (
+            _BOUNCE.search(subject) is not None,
+            _AUTO_REPLY.match(subject) is not None,
+        )
+        if len(_SUBJECT_KINDS) >= _MAX_CLAIMS:
+            _SUBJECT_KINDS.clear()
+        _SUBJECT_KINDS[subject] = found
+    return found

@@ -143,12 +143,12 @@ class EmailParser:
 
             for key in _MONEY.intersection(found):
                 got[key] = _one(found[key], money)
-        raws = found.get("customer_accounts", ())
-        if len(raws) == 1:
-            accounts = values.account_ids(raws[0])  # in order, without repeats
+        listed = found.get("customer_accounts", [])
+        if len(listed) == 1:
+            accounts = values.account_ids(listed[0])  # in order, without repeats
         else:
             accounts = []
-            for raw in raws:
+            for raw in listed:
                 accounts.extend(a for a in values.account_ids(raw) if a not in accounts)
         opportunity = got.get("opportunity_id")
         if got.get("resale_authorization_id") is None and opportunity is not None:

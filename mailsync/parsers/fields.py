@@ -194,6 +194,8 @@ def _tail_start(segment: str, n: int) -> int | None:
         return len(segment) - len(segment.lstrip())
     head = len(parts[0])  # the words before, then a run of whitespace
     return len(segment) - len(segment[head:].lstrip())
+
+
 # Zero-width and exotic spaces that HTML mail puts between label words.
 _SPACES = str.maketrans(
     {"\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "", "\r": ""}
@@ -215,7 +217,16 @@ def _lookup(words: list[str]) -> str | None:
 
 def is_label(text: str) -> bool:
     """Is `text` (a table cell, say) exactly one known label?"""
+    # No label has a digit, and `_lookup` keeps digits: most value cells (IDs,
+    # dates, amounts) are answered without it.
+    if _DIGIT_RE.search(text) is not None:
+        return False
     return _lookup(text.rstrip(" :：").split()) is not None
+
+
+_DIGIT_RE = re.compile("[0-9]")
+if any(char in "0123456789" for label in LABELS for char in label):
+    raise AssertionError("is_label assumes that no label has a digit")
 
 
 def _last_word(word: str) -> str:
@@ -266,7 +277,8 @@ def extract(text: str) -> dict[str, list[str]]:
     # groups are read in one call and the common "Label: value" case is
     # handled inline (see bench/parse.py).
     for match in _LABEL_LINE_RE.finditer(text):
-        if match.start() + 1 < consumed:  # the line starts after the newline
+        # (The line starts after the newline the match starts at.)
+        if consumed and match.start() + 1 < consumed:
             continue
         label, unit, gap, rest = match.group(_G_LABEL, _G_UNIT, _G_GAP, _G_REST)
         key = _SEEN.get(label)

@@ -109,6 +109,10 @@ def html_to_text(markup: str) -> str:
             out.append("   ".join(f"{k}: {v}" for k, v in zip(row, below, strict=True)))
             i += 2
             continue
-        out.append(_line(row))
+        if len(row) == 2:  # `_line` of one label/value pair, inline
+            label = row[0]
+            out.append(label + (" " if label.endswith((":", "：")) else ": ") + row[1])
+        else:
+            out.append(_line(row))
         i += 1
     return "\n".join(out)

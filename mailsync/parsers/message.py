@@ -26,19 +26,21 @@ from __future__ import annotations
 
 import email.utils
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import Message
-from typing import Any
+from typing import Any, NamedTuple
 
 import mailparser
 
 from mailsync.parsers.htmltext import html_to_text
 
 
-@dataclass(frozen=True, slots=True)
-class EmailView:
-    """What parsers and the trust check need from one message."""
+class EmailView(NamedTuple):
+    """What parsers and the trust check need from one message.
+
+    Immutable. A named tuple rather than a frozen dataclass: one is built
+    per message, and a tuple is built several times faster.
+    """
 
     subject: str  #: the subject to classify (the original's when forwarded)
     outer_subject: str  #: the received message's own Subject
@@ -109,18 +111,24 @@ def email_view(raw: bytes) -> EmailView:
     html = "\n".join(str(part) for part in mail.text_html)
     if "\ufffd" in plain:
         plain = _redecode(message, "text/plain") or plain
-    content_type = message.get_content_type()
+    header = message.get("content-type")
+    content_type = _content_type(message, header)
     multipart = message.is_multipart()
     if multipart:
         flowed = _flowed(message)
-    else:  # the message is its only part: `_flowed` without the walk
-        flowed = _part_flowed(message) if content_type == "text/plain" else None
+    elif content_type == "text/plain":  # its only part: `_flowed` without a walk
+        flowed = _part_flowed(message, header)
+    else:
+        flowed = None
     if flowed is not None:
         plain = _unflow(plain, delsp=flowed)
-    if plain.strip():
+    # `s and not s.isspace()` is `s.strip()` being non-empty, without a copy.
+    if plain and not plain.isspace():
         text, alt_html = plain, html
+    elif html and not html.isspace():
+        text, alt_html = html_to_text(html), ""
     else:
-        text, alt_html = (html_to_text(html) if html.strip() else ""), ""
+        text, alt_html = "", ""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     original = _unwrap_forward(text)
@@ -205,18 +213,26 @@ def _flowed(message: Message) -> bool | None:
     for part in message.walk():
         if part.get_content_type() != "text/plain" or part.is_multipart():
             continue
-        flowed = _part_flowed(part)
+        flowed = _part_flowed(part, part.get("content-type"))
         if flowed is not None:
             return flowed
     return None
 
 
-def _part_flowed(part: Message) -> bool | None:
-    """`_flowed` of one text/plain part."""
+def _content_type(part: Message, header: Any) -> str:
+    """`part.get_content_type()`, given `part.get("content-type")`: the
+    standard library's steps, without looking the header up again."""
+    if header is None:
+        return part.get_default_type()
+    ctype = str(header).partition(";")[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+def _part_flowed(part: Message, header: Any) -> bool | None:
+    """`_flowed` of one text/plain part whose Content-Type is `header`."""
     # `get_param("format")` reads this same header; without the word
     # "format" in it there is no such parameter, and parsing the
     # parameters is the costly step.
-    header = part.get("content-type")
     if header is None or "format" not in str(header).lower():
         return None
     if str(part.get_param("format") or "").lower() == "flowed":

@@ -67,6 +67,8 @@ def resale_authorization_id(value: str) -> str | None:
 
 def account_ids(value: str) -> list[str]:
     """Every 12-digit AWS account ID in `value`, in order, without repeats."""
+    if len(value) == 12 and value.isdecimal():
+        return [value]  # one bare ID, as it mostly is (`isdecimal` is `\\d`)
     out: list[str] = []
     for raw in _ACCOUNT_RE.findall(value):
         account = raw.replace("-", "").replace(" ", "")
@@ -264,11 +266,14 @@ def parse_money(value: str, default_currency: str | None = None) -> Money | None
     return _money(*found.pop())
 
 
+_CENT = Decimal("0.01")
+
+
 def _money(amount: Decimal, currency: str) -> Money | None:
     try:
         # Cents, as the contract serializes them; an amount too large for
         # Decimal's 28-digit context raises InvalidOperation (an ArithmeticError).
-        return Money(amount.quantize(Decimal("0.01"), ROUND_HALF_UP), currency)
+        return Money(amount.quantize(_CENT, ROUND_HALF_UP), currency)
     except (ValueError, ArithmeticError):
         return None
 
