@@ -178,9 +178,9 @@ def email_view(raw: bytes) -> EmailView:
 def _unquote(text: str) -> str:
     """`text` without `>` quote marks at line starts (`_QUOTE`).
 
-    The regex tries every position of the text; most bodies have no `>` at
-    all, or only inside `<https://...>` links, so the `>` characters are
-    looked at first and the regex runs only when one starts a line.
+    Most bodies have no `>` at all, or only inside `<https://...>` links, so
+    the `>` characters are looked at first and the regex (and the copy of
+    the text it makes) is left out unless one starts a line.
     """
     at = text.find(">")
     while at != -1:
