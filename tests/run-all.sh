@@ -4,6 +4,9 @@
 # Usage (from the repository root): sh tests/run-all.sh [pytest args...]
 set -eu
 cd "$(dirname "$0")/.."
+# Dovecot lives in /usr/sbin, which a non-login shell may not have on PATH.
+PATH="$PATH:/usr/sbin:/sbin"
+export PATH
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # System packages: Dovecot (the real IMAP server the tests start), systemd's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "mailsync.service"
 
+# CI must lint the unit for real; elsewhere a missing analyzer only skips.
 pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed"
+    shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
+    reason="systemd-analyze not installed (apt-get install systemd)",
 )
 
 
