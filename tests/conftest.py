@@ -17,6 +17,7 @@ from imapclient import IMAPClient
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dovecot import Dovecot, available
+from moto_server import MotoServer, shared_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,3 +150,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def moto(monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The session's moto server (SQS/SNS), emptied, with fake AWS keys set."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server = shared_server()
+    server.reset()
+    return server

@@ -12,21 +12,11 @@ from moto_server import (
     MotoServer,
     SigningAuthority,
     notification,
-    shared_server,
     subscribe_success,
 )
 from test_sqs_source import AGREEMENT, eventbridge
 
 from mailsync.cli import main
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    server = shared_server()
-    server.reset()
-    return server
 
 
 def write_config(tmp_path: Path, moto: MotoServer, queue_url: str) -> Path:

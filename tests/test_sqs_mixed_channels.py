@@ -8,8 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-from moto_server import MotoServer, shared_server
+from moto_server import MotoServer
 
 from mailsync import config
 from mailsync.crm.outbox import Outbox
@@ -20,15 +19,6 @@ from mailsync.sources.sqs import SqsSource
 from mailsync.statedb import open_db
 
 FIXTURE = Path(__file__).parent / "fixtures/email/offer.accepted/cppo_isv_multipart_qp"
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    server = shared_server()
-    server.reset()
-    return server
 
 
 def created_event(expected: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from moto_server import (
     MotoServer,
     SigningAuthority,
     notification,
-    shared_server,
     subscribe_success,
 )
 
@@ -64,15 +63,6 @@ def eventbridge(
             "offer": {"id": "offer-b2xk7m4q9d1zs"},
         },
     }
-
-
-@pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    server = shared_server()
-    server.reset()
-    return server
 
 
 @pytest.fixture
