@@ -38,7 +38,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 import pytest
 from conftest import ImapUser, run_mailsync, start_mailsync
 from sfemu import Emulator
-from sfemu.testing import sf_settings
+from sfemu.testing import emulator, sf_settings
 from survival_helpers import (
     SF_PASSWORD_ENV,
     SF_TOKEN_ENV,
@@ -77,14 +76,7 @@ PHASES = ("fetch", "submit", "flush")
 KILLS = 12  #: planned 4 per phase, interleaved (the issue asks for at least 10)
 FALLBACK = 30.0  #: s; a trigger that never fires is a test failure
 
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator().start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
+__all__ = ["emulator"]  # the shared fixture, used by name
 
 
 class Killer:

@@ -51,6 +51,16 @@ MARKETPLACE_TOPICS: tuple[str, ...] = (
 )
 
 #: Envelope types and the keys each signs, in the byte order SNS uses.
+#: the signed keys of both confirmation types, in signing order
+_CONFIRMATION_FIELDS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
 SIGNED_KEYS: dict[str, tuple[str, ...]] = {
     "Notification": (
         "Message",
@@ -60,24 +70,8 @@ SIGNED_KEYS: dict[str, tuple[str, ...]] = {
         "TopicArn",
         "Type",
     ),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "SubscriptionConfirmation": _CONFIRMATION_FIELDS,
+    "UnsubscribeConfirmation": _CONFIRMATION_FIELDS,
 }
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "1": hashes.SHA1,
