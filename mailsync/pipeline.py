@@ -188,12 +188,8 @@ class Pipeline:
             return Outcome(done[0], "already handled", sha256=digest)
         # (a finished key with other bytes is a file rewritten in place: new input)
         message_id = header_message_id(raw) if kind == "email" else None
-        limit = self.settings.security.max_message_bytes
-        if len(raw) > limit:
-            reason = (
-                f"message is {len(raw)} bytes, over [security] max_message_bytes"
-                f" = {limit}"
-            )
+        if self.too_big(len(raw)):
+            reason = self._oversize_reason(len(raw))
             return rec.record(
                 self.ledger,
                 source,
@@ -260,14 +256,19 @@ class Pipeline:
     def too_big(self, size: int) -> bool:
         return size > self.settings.security.max_message_bytes
 
+    def _oversize_reason(self, size: int) -> str:
+        """The one quarantine reason for an input over the size limit, whether
+        it is known from the bytes (`handle`) or from RFC822.SIZE alone."""
+        limit = self.settings.security.max_message_bytes
+        return f"message is {size} bytes, over [security] max_message_bytes = {limit}"
+
     def reject_oversize(self, source: str, key: str, size: int) -> Outcome:
         """Quarantine an input known (from its size alone) to be over the limit,
         without fetching it; the same outcome `handle` gives for the bytes."""
         done = self.ledger.finished(source, key)
         if done is not None:
             return Outcome(done, "already handled")
-        limit = self.settings.security.max_message_bytes
-        reason = f"message is {size} bytes, over [security] max_message_bytes = {limit}"
+        reason = self._oversize_reason(size)
         return rec.record(
             self.ledger,
             source,
