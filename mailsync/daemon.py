@@ -303,7 +303,7 @@ class Daemon:
             conn.close()
 
     def _sqs_loop(self, worker: _Worker, stop: threading.Event) -> None:
-        from mailsync.sources import sqs
+        from mailsync.aws import sqs
 
         def beat() -> None:
             worker.beat = time.monotonic()

@@ -30,13 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def build_sources(settings: Settings, pipeline: Pipeline) -> list[Source]:
-    """Every configured source. SQS comes from `mailsync.sources.sqs.build`
+    """Every configured source. SQS comes from `mailsync.aws.sqs.build`
     (``build(settings, pipeline) -> Source``) when that module exists."""
     out: list[Source] = [ImapSource(s, pipeline) for s in settings.imap]
     out += [MaildirSource(s, pipeline) for s in settings.maildir]
     if settings.sqs is not None:
         try:
-            sqs = importlib.import_module("mailsync.sources.sqs")
+            sqs = importlib.import_module("mailsync.aws.sqs")
         except ImportError:
             log.warning("[source.sqs] is configured but SQS support is not installed")
         else:

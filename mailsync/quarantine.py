@@ -245,8 +245,8 @@ class Retrier:
 
     def _evaluate_json(self, key: str, raw: bytes) -> Event:
         """An SQS body, with the SQS source's own trust decision (`admit`)."""
+        from mailsync.aws.sqs_policy import Confirmation, admit
         from mailsync.parsers.json_input import parse_json
-        from mailsync.sources.sqs_policy import Confirmation, admit
 
         sqs = self.settings.sqs
         if sqs is None:
@@ -270,7 +270,7 @@ class Retrier:
 
     def _sqs_tools(self) -> tuple[Any, Any]:
         if self._sqs is None:
-            from mailsync.enrich import Enricher
+            from mailsync.aws.enrich import Enricher
             from mailsync.security.sns_verify import SnsVerifier
 
             assert self.settings.sqs is not None

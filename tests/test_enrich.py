@@ -14,8 +14,8 @@ import pytest
 from botocore.stub import Stubber
 from tenacity import wait_none
 
+from mailsync.aws.enrich import Enricher, entitlement_summary
 from mailsync.config import EnrichmentSettings
-from mailsync.enrich import Enricher, entitlement_summary
 from mailsync.event import Channel, Event, Kind, Money
 from mailsync.statedb import open_db
 

@@ -12,7 +12,7 @@ from sfemu.testing import emulator, sf_secrets, sf_settings
 
 from mailsync.config import from_dict
 from mailsync.crm.salesforce import open_salesforce
-from mailsync.crm.salesforce_auth import SalesforceAdapter, build_session
+from mailsync.crm.salesforce.auth import SalesforceAdapter, build_session
 from mailsync.errors import ConfigError
 
 __all__ = ["emulator", "sf_secrets"]

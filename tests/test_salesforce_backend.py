@@ -11,7 +11,7 @@ from sfemu import Emulator
 from sfemu.testing import emulator, sf_secrets, sf_settings
 
 from mailsync.crm.salesforce import SalesforceBackend, open_salesforce
-from mailsync.crm.salesforce_errors import ReloginLimit
+from mailsync.crm.salesforce.errors import ReloginLimit
 from mailsync.errors import CrmPausedError, TransientError
 
 __all__ = ["emulator", "sf_secrets"]
@@ -267,7 +267,7 @@ def test_update_opportunities(backend: SalesforceBackend, emulator: Emulator) ->
 
 def test_checked_schema_is_exactly_what_the_mapping_writes() -> None:
     from mailsync.crm import mapping as m
-    from mailsync.crm.salesforce_schema import expected_schema
+    from mailsync.crm.salesforce.schema import expected_schema
 
     specs = {s.name: s for s in expected_schema(m.CrmMapping(), opportunities=False)}
     assert set(specs) == set(m.OBJECTS)

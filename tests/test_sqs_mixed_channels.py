@@ -11,11 +11,11 @@ from typing import Any
 from moto_server import MotoServer
 
 from mailsync import config
+from mailsync.aws.sqs import SqsSource
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync
 from mailsync.ledger import Ledger
 from mailsync.pipeline import Pipeline
-from mailsync.sources.sqs import SqsSource
 from mailsync.statedb import open_db
 
 FIXTURE = Path(__file__).parent / "fixtures/email/offer.accepted/cppo_isv_multipart_qp"

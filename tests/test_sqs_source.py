@@ -19,13 +19,13 @@ from moto_server import (
     subscribe_success,
 )
 
+from mailsync.aws.sqs import SqsSource, queue_counts
 from mailsync.config import SecuritySettings, SqsSettings
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import StateError
 from mailsync.event import Channel, Event, Kind, Trust
 from mailsync.ledger import Ledger
 from mailsync.security.sns_verify import SnsVerifier
-from mailsync.sources.sqs import SqsSource, queue_counts
 from mailsync.statedb import open_db
 
 AGREEMENT = "agmt-9p1m4x7c2v5b8n0q3w6e9r2t5"

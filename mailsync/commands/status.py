@@ -11,9 +11,9 @@ import argparse
 from typing import Any
 
 from mailsync import config
+from mailsync.aws import sqs
 from mailsync.crm.sync import CrmSync
 from mailsync.ledger import Ledger, SourceStatus
-from mailsync.sources import sqs
 from mailsync.statedb import open_db
 
 

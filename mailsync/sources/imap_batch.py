@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imapclient import IMAPClient
 
@@ -33,7 +33,20 @@ from mailsync.sources.base import PassResult
 from mailsync.sources.maildir import count
 
 if TYPE_CHECKING:
-    from mailsync.sources.imap import ImapSource
+    from mailsync.config import ImapSettings
+    from mailsync.pipeline import Pipeline
+
+
+class ImapSource(Protocol):
+    """What a batch needs of `imap.ImapSource` (declared here: no import cycle)."""
+
+    name: str
+    settings: ImapSettings
+    pipeline: Pipeline
+    uidvalidity: int
+    keywords_ok: bool
+
+    def beat(self) -> None: ...
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """`SqsSource`: the `Source` for one SQS queue of SNS notifications and
-EventBridge events (built and run by `mailsync.sources.sqs`).
+EventBridge events (built and run by `mailsync.aws.sqs`).
 
 One pass receives batches of up to 10 messages (long polling), and for each:
 
@@ -37,6 +37,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync import ledger as L
+from mailsync.aws import sqs_client as api
+from mailsync.aws.sqs_client import make_client, queue_counts
+from mailsync.aws.sqs_policy import Confirmation, admit
 from mailsync.config import SecuritySettings, SqsSettings
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import RejectedError, StateError, TransientError
@@ -46,14 +49,11 @@ from mailsync.log import kv
 from mailsync.parsers.json_input import parse_json
 from mailsync.security.sns_verify import SnsVerifier
 from mailsync.sink import Sink
-from mailsync.sources import sqs_client as api
 from mailsync.sources.base import CheckLine, PassResult
-from mailsync.sources.sqs_client import make_client, queue_counts
-from mailsync.sources.sqs_policy import Confirmation, admit
 
 # The source's records keep one logger name (`logger` in JSON logs), whichever
 # of its modules writes them.
-log = logging.getLogger("mailsync.sources.sqs")
+log = logging.getLogger("mailsync.aws.sqs")
 
 Enrich = Callable[[Event], Event]
 

@@ -5,12 +5,12 @@ The entry points the rest of mailsync uses: `build` (the configured source for
 `source_name` / `queue_counts` / `status_lines` for `status` and `check`.
 The source is split by concern, and every public name stays importable here:
 
-- `mailsync.sources.sqs_source`: `SqsSource`, the receive/process/delete loop
+- `mailsync.aws.sqs_source`: `SqsSource`, the receive/process/delete loop
   and what happens to each message (the contract is in its module doc);
-- `mailsync.sources.sqs_policy`: the trust decision for one message body
+- `mailsync.aws.sqs_policy`: the trust decision for one message body
   (SNS signature check, raw delivery, EventBridge allow-lists, subscription
   confirmations);
-- `mailsync.sources.sqs_client`: the boto3 client and the SQS API calls.
+- `mailsync.aws.sqs_client`: the boto3 client and the SQS API calls.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mailsync.config import Settings
-from mailsync.crm.outbox import Outbox
-from mailsync.errors import StateError, TransientError
-from mailsync.ledger import Ledger
-from mailsync.log import kv
-from mailsync.sources.sqs_client import (
+from mailsync.aws.sqs_client import (
     make_client,
     queue_counts,
     source_name,
     status_lines,
 )
-from mailsync.sources.sqs_source import Enrich, SqsSource
+from mailsync.aws.sqs_source import Enrich, SqsSource
+from mailsync.config import Settings
+from mailsync.crm.outbox import Outbox
+from mailsync.errors import StateError, TransientError
+from mailsync.ledger import Ledger
+from mailsync.log import kv
 
 __all__ = [
     "Enrich",
@@ -109,7 +109,7 @@ def serve(
 
 
 def _configured(settings: Settings, ledger: Ledger) -> SqsSource:
-    from mailsync.enrich import Enricher
+    from mailsync.aws.enrich import Enricher
 
     assert settings.sqs is not None
     enricher = Enricher(settings.enrichment, state=ledger.conn)

@@ -10,15 +10,27 @@ External ID").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from mailsync.crm.salesforce_errors import Refused
-from mailsync.crm.salesforce_schema import ANY, DESCRIBE_TYPES, ObjectSpec
+from mailsync.crm.salesforce.errors import Refused
+from mailsync.crm.salesforce.schema import ANY, DESCRIBE_TYPES, ObjectSpec
 from mailsync.errors import MailsyncError
 from mailsync.sources.base import CheckLine
 
-if TYPE_CHECKING:
-    from mailsync.crm.salesforce import SalesforceBackend
+T = TypeVar("T")
+
+
+class SalesforceBackend(Protocol):
+    """What the check needs of `backend.SalesforceBackend` (no import cycle)."""
+
+    sf: Any
+    settings: Any
+    schema: tuple[ObjectSpec, ...]
+
+    def usage(self) -> dict[str, Any] | None: ...
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T: ...
 
 DEPLOY_HINT = "deploy config/salesforce (see README, Connect Salesforce)"
 

@@ -8,7 +8,7 @@ lookups are needed; Salesforce resolves the reference, which means the parent
 Account must be written before (or in an earlier batch than) its children.
 https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html
 
-Failures (see `salesforce_errors`): locks, 5xx and connection errors are
+Failures (see `mailsync.crm.salesforce.errors`): locks, 5xx and connection errors are
 retried with exponential backoff and jitter, then raise `TransientError`;
 REQUEST_LIMIT_EXCEEDED raises `CrmPausedError`; a record Salesforce refuses
 comes back as ``WriteResult(ok=False)`` with Salesforce's code and message and
@@ -37,10 +37,10 @@ from simple_salesforce.format import format_soql
 
 from mailsync.config import SalesforceSettings
 from mailsync.crm import mapping as m
-from mailsync.crm import salesforce_schema as schema
 from mailsync.crm.backend import WriteResult
-from mailsync.crm.salesforce_auth import build_session, login_arguments
-from mailsync.crm.salesforce_errors import (
+from mailsync.crm.salesforce import schema
+from mailsync.crm.salesforce.auth import build_session, login_arguments
+from mailsync.crm.salesforce.errors import (
     BAD_LOGIN_CODES,
     RACE_CODES,
     RETRYABLE_CODES,
@@ -166,7 +166,7 @@ class SalesforceBackend:
     def check(self) -> list[CheckLine]:
         """Describe every expected object; one line per object naming what is
         missing or has the wrong type or flags. Never raises."""
-        from mailsync.crm.salesforce_check import check_schema
+        from mailsync.crm.salesforce.check import check_schema
 
         return check_schema(self)
 

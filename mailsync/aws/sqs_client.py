@@ -20,7 +20,7 @@ from mailsync.log import kv
 
 # The source's records keep one logger name (`logger` in JSON logs), whichever
 # of its modules writes them.
-log = logging.getLogger("mailsync.sources.sqs")
+log = logging.getLogger("mailsync.aws.sqs")
 
 _COUNT_ATTRS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
 #: The most entries one SQS batch call takes (ReceiveMessage, DeleteMessageBatch,

@@ -23,7 +23,7 @@ from mailsync.errors import TransientError
 from mailsync.event import Event
 from mailsync.ledger import Ledger
 from mailsync.log import kv
-from mailsync.pipeline_inputs import InputKind, Outcome, Pending
+from mailsync.pipeline.inputs import InputKind, Outcome, Pending
 from mailsync.sink import Sink
 
 log = logging.getLogger("mailsync.pipeline")

@@ -26,9 +26,9 @@ durable only when it returns; the caller marks the inputs afterwards.
 `StateError` (the state store cannot be written) is the one exception that
 propagates: the caller must stop and leave the input unmarked.
 
-The steps live in three modules, all re-exported here: `pipeline_inputs`
-(`Item`, `Outcome`, `sha256_hex`, `header_message_id`), `pipeline_eval`
-(email and JSON parsing, the trust check) and `pipeline_record` (ledger,
+The steps live in three modules, all re-exported here: `inputs`
+(`Item`, `Outcome`, `sha256_hex`, `header_message_id`), `evaluate`
+(email and JSON parsing, the trust check) and `record` (ledger,
 metrics and log of each outcome).
 """
 
@@ -39,13 +39,13 @@ from collections.abc import Callable, Sequence
 
 from mailsync import ledger as L
 from mailsync import metrics
-from mailsync import pipeline_eval as ev
-from mailsync import pipeline_record as rec
 from mailsync.config import Settings
 from mailsync.errors import StateError
 from mailsync.event import Event, Trust
 from mailsync.ledger import Batch, Ledger
-from mailsync.pipeline_inputs import (
+from mailsync.pipeline import evaluate as ev
+from mailsync.pipeline import record as rec
+from mailsync.pipeline.inputs import (
     InputKind,
     Item,
     Outcome,

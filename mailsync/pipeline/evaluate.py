@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from mailsync.config import Settings
 from mailsync.event import Event
-from mailsync.pipeline_inputs import InputKind
+from mailsync.pipeline.inputs import InputKind
 
 
 def parse_one(settings: Settings, raw: bytes, kind: InputKind) -> Event:
