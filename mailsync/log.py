@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from mailsync.config import LogSettings
-from mailsync.textsafe import dumps, escape
+from mailsync.textsafe import escape
 
 _CTX = "ctx"
 
@@ -27,11 +27,12 @@ def kv(**fields: Any) -> dict[str, Any]:
 
 
 def _fmt_value(value: Any) -> str:
-    """A value as is, or JSON-quoted when it holds a space, ``"``, ``=`` or
-    any control character (which then shows as a ``\\u`` escape)."""
+    """A value as is, or double-quoted when it holds a space, ``"``, ``=``, a
+    backslash or a control character (``\\`` and ``\\"`` inside; each
+    control character shown as ``\\xNN``, as in every other output)."""
     text = str(value)
     if not text or any(c in text for c in ' "=\\') or escape(text) != text:
-        return dumps(text)
+        return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 

@@ -112,9 +112,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _text(value: Any) -> str:
-    """A CSV value: controls escaped (a newline in a name shows as ``\\x0a``)."""
-    return escape(_plain(value))
+def _csv_text(value: Any) -> str:
+    """A CSV cell: formula-looking text prefixed with ``'``, then escaped."""
+    return escape(csv_cell(_plain(value)))
 
 
 def _one_line(value: Any) -> str:
@@ -129,7 +129,7 @@ def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
         header = ["Id", *m.FIELDS[obj]]
         writer.writerow(header)
         for r in rows[obj]:
-            writer.writerow([csv_cell(_text(r.get(h))) for h in header])
+            writer.writerow([_csv_text(r.get(h)) for h in header])
         return
     header = ["object", "Id"]
     for obj in rows:
@@ -137,7 +137,7 @@ def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
     writer.writerow(header)
     for obj, records in rows.items():
         for r in records:
-            writer.writerow([obj, *(csv_cell(_text(r.get(h))) for h in header[1:])])
+            writer.writerow([obj, *(_csv_text(r.get(h)) for h in header[1:])])
 
 
 def _cell(value: Any, width: int) -> str:
