@@ -36,6 +36,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.format import format_soql
 
 from mailsync.config import SalesforceSettings
+from mailsync.crm import clamp
 from mailsync.crm import mapping as m
 from mailsync.crm.backend import WriteResult
 from mailsync.crm.salesforce import schema
@@ -85,6 +86,9 @@ class SalesforceBackend:
         self.schema = schema.expected_schema(
             self.mapping, opportunities=bool(settings.opportunity_stage)
         )
+        #: describe lengths of the text fields, per CRM object (one describe
+        #: per object and session)
+        self._lengths: dict[str, dict[str, int]] = {}
         self.relogins = 0  #: re-logins done so far (for status and tests)
         self._logins_this_call = 0
         self._usage: dict[str, int] | None = None
@@ -117,9 +121,15 @@ class SalesforceBackend:
         records: Sequence[Mapping[str, Any]],
     ) -> list[WriteResult]:
         """Upsert in collections of ``batch_size``; one result per record, in
-        order (see `CrmBackend.upsert`)."""
+        order (see `CrmBackend.upsert`). Text values are clamped to the
+        lengths the org's describe gives (an admin may have shortened a
+        field, or mapped one to a shorter field)."""
+        lengths = self.field_lengths(obj)
+        fitted: list[Mapping[str, Any]] = [
+            _fit(r, external_id_field, lengths) for r in records
+        ]
         results: list[WriteResult] = []
-        for chunk in _chunks(list(records), self.settings.batch_size):
+        for chunk in _chunks(fitted, self.settings.batch_size):
             results.extend(self._upsert_chunk(obj, external_id_field, chunk))
         refused = sum(not r.ok for r in results)
         log.info(
@@ -130,6 +140,25 @@ class SalesforceBackend:
             self._usage_text(),
         )
         return results
+
+    def field_lengths(self, obj: str) -> dict[str, int]:
+        """``{field: length}`` of the text fields of `obj` from its describe
+        (``GET /sobjects/{obj}/describe``, once per session); empty when the
+        object cannot be described (the upsert then says why)."""
+        if obj not in self._lengths:
+            try:
+                describe: Any = self._call(
+                    f"describe {obj}",
+                    lambda: self.sf.restful(f"sobjects/{obj}/describe"),
+                )
+            except Refused:
+                describe = {}
+            self._lengths[obj] = {
+                str(f["name"]): int(f["length"])
+                for f in (describe or {}).get("fields", [])
+                if f.get("type") in _TEXT_TYPES and f.get("length")
+            }
+        return self._lengths[obj]
 
     def fetch_all(self, obj: str) -> list[dict[str, Any]]:
         """Every `obj` record (CRM or contract object name) that carries
@@ -392,6 +421,26 @@ def open_salesforce(
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+#: Describe types whose ``length`` limits the value.
+_TEXT_TYPES = frozenset(
+    {"string", "textarea", "email", "url", "phone", "encryptedstring"}
+)
+
+
+def _fit(
+    record: Mapping[str, Any], ext: str, lengths: Mapping[str, int]
+) -> dict[str, Any]:
+    """`record` with every text value within its describe length (the
+    external ID shortened by `clamp.key`, so it stays unique)."""
+    out = dict(record)
+    for name, value in record.items():
+        length = lengths.get(name)
+        if isinstance(value, str) and length and clamp.units(value) > length:
+            fit = clamp.key if name == ext else clamp.text
+            out[name] = fit(value, length)
+    return out
 
 
 def _wire(obj: str, record: Mapping[str, Any]) -> dict[str, Any]:
