@@ -94,6 +94,7 @@ def run_once(settings: Settings, stop: threading.Event | None = None) -> int:
             f" rejected {total.rejected}, failed {total.failed}; CRM written"
             f" {result.written}, pending {result.pending}"
             + (f" (paused: {result.paused_reason})" if result.paused_reason else "")
+            + (f"; {result.refused_note()}" if result.dead_lettered else "")
         ),
         file=sys.stderr,
     )

@@ -220,7 +220,7 @@ def _summary(results: Sequence[Retried]) -> str:
 
 def _flush_line(flush: FlushResult) -> str:
     line = f"CRM: {flush.records} records written, {flush.pending} events pending" + (
-        f", {flush.dead_lettered} refused" if flush.dead_lettered else ""
+        f", {flush.refused_note()}" if flush.dead_lettered else ""
     )
     if flush.paused_reason:
         line += f" (not written: {flush.paused_reason})"

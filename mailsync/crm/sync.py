@@ -13,6 +13,14 @@ One flush, per batch of up to `batch_events` pending outbox events:
 4. in ONE state-store transaction save the mirror, the dead letters and the
    outbox "done" marks.
 
+A record the CRM refuses never holds back the rest of it, nor later events:
+when the CRM names the fields at fault (STRING_TOO_LONG, a validation rule on
+a field, INVALID_FIELD for a field the org lacks, a parent Account that does
+not exist) the record is sent again at once without them, and the refused
+values stay out of later writes (`merge.refuse`) until an event brings new
+ones or the dead letter is retried (`merge.forgive`). The refusal is kept as
+a dead letter with the CRM's code and message either way.
+
 A crash between 3 and 4 leaves the events pending and the mirror unchanged:
 the next flush re-sends the same values, and upserts by external ID make that
 harmless. `TransientError` from the backend commits nothing (events stay
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +76,20 @@ class FlushResult:
     paused_reason: str | None = None  #: why writes are paused (API limit, outage)
     records: int = 0  #: CRM records written
     writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: ``Object.Field`` the CRM does not have (INVALID_FIELD "No such column")
+    missing_fields: set[str] = field(default_factory=set)
+
+    def refused_note(self) -> str:
+        """What a summary line says about refused records ("" for none)."""
+        if not self.dead_lettered:
+            return ""
+        note = f"{self.dead_lettered} refused (see mailsync quarantine list)"
+        if self.missing_fields:
+            note += (
+                f"; the CRM has no field {', '.join(sorted(self.missing_fields))}:"
+                f" deploy config/salesforce (mailsync check lists what is missing)"
+            )
+        return note
 
 
 def crm_mapping(settings: Settings) -> m.CrmMapping:
@@ -242,6 +265,8 @@ class CrmSync:
         ]
         keys = {(t.obj, t.key) for _, t in folded} | set(retry)
         records = mirror.load(self.conn, keys)
+        for obj_key in retry:
+            merge.forgive(records[obj_key])  # an admin asked: offer every value again
         before = {k: (r.written or {}).get(m.STATUS) for k, r in records.items()}
         for version, touch in folded:
             merge.apply(records[(touch.obj, touch.key)], touch, version)
@@ -284,21 +309,70 @@ class CrmSync:
         outcome: _Outcome,
         result: FlushResult,
     ) -> None:
-        crm_obj = self.mapping.obj(obj)
-        ext = self.mapping.external_id(obj)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
-            metrics.crm_call(self.settings.crm.backend)
-            answers = self.backend.upsert(crm_obj, ext, wire)
-            result.writes.extend((obj, w) for w in wire)
-            for (record, desired), sent, answer in zip(
-                chunk, wire, _complete(answers, wire, ext), strict=True
-            ):
-                if answer.ok:
-                    outcome.landed.append((record, desired))
-                else:
-                    outcome.refused.append((record, sent, answer))
+            for _ in range(_ROUNDS):
+                chunk = self._send(obj, chunk, outcome, result)
+                if not chunk:
+                    break
+
+    def _send(
+        self,
+        obj: str,
+        chunk: list[tuple[merge.MirrorRecord, dict[str, Any]]],
+        outcome: _Outcome,
+        result: FlushResult,
+    ) -> list[tuple[merge.MirrorRecord, dict[str, Any]]]:
+        """Upsert `chunk`; return the refused records that can be sent again
+        without the fields the CRM named (see the module docstring)."""
+        crm_obj = self.mapping.obj(obj)
+        ext = self.mapping.external_id(obj)
+        wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
+        metrics.crm_call(self.settings.crm.backend)
+        answers = self.backend.upsert(crm_obj, ext, wire)
+        result.writes.extend((obj, w) for w in wire)
+        again = []
+        for (record, desired), sent, answer in zip(
+            chunk, wire, _complete(answers, wire, ext), strict=True
+        ):
+            if answer.ok:
+                outcome.landed.append((record, desired))
+                continue
+            column = _missing_column(answer)
+            if column:
+                result.missing_fields.add(f"{crm_obj}.{column}")
+            if (record.obj, record.key) not in outcome.refused_keys:
+                outcome.refused_keys.add((record.obj, record.key))
+                outcome.refused.append((record, sent, answer))
+            partial = self._without_refused(obj, record, desired, answer)
+            if partial is not None:
+                again.append((record, partial))
+        return again
+
+    def _without_refused(
+        self,
+        obj: str,
+        record: merge.MirrorRecord,
+        desired: dict[str, Any],
+        answer: WriteResult,
+    ) -> dict[str, Any] | None:
+        """`desired` without the fields the CRM refused, or None when it
+        named none that can be left out."""
+        named = set(answer.fields)
+        if not named:
+            return None
+        lookup = self.mapping.field(obj, m.ACCOUNT_LOOKUP)
+        parent = bool(lookup) and bool(
+            named & {lookup, lookup.removesuffix("__c") + "__r"}
+        )
+        logical = set(self.mapping.from_crm(obj, dict.fromkeys(named)))
+        merge.refuse(record, logical - {m.EXTERNAL_ID[obj], m.ACCOUNT_LOOKUP})
+        partial = merge.render(record)
+        if parent:
+            # The parent Account does not exist (yet): write the record without
+            # the lookup; the next write of the record sets it again.
+            partial.pop(m.ACCOUNT_REF, None)
+        return partial if partial != desired else None
 
     def _opportunities(
         self,
@@ -441,14 +515,32 @@ class CrmSync:
         return json.loads(kv["api_usage"]) if kv.get("api_usage") else None
 
 
+#: Sends of one chunk: the first, then up to two without refused fields.
+_ROUNDS = 3
+
+
 @dataclass
 class _Outcome:
     landed: list[tuple[merge.MirrorRecord, dict[str, Any]]] = field(
         default_factory=list
     )
+    #: the first refusal of each record (a dead letter even when the record
+    #: then landed without the refused fields)
     refused: list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]] = field(
         default_factory=list
     )
+    refused_keys: set[tuple[str, str]] = field(default_factory=set)
+
+
+_NO_SUCH_COLUMN = re.compile(r"No such column '([^']{1,255})'")
+
+
+def _missing_column(answer: WriteResult) -> str:
+    """The field an INVALID_FIELD "No such column 'X'" refusal names."""
+    if answer.error_code != "INVALID_FIELD":
+        return ""
+    found = _NO_SUCH_COLUMN.search(answer.message or "")
+    return found[1] if found else ""
 
 
 def _empty(offer: str) -> merge.MirrorRecord:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -261,11 +262,20 @@ class SalesforceBackend:
     def _upsert_chunk(
         self, obj: str, ext: str, chunk: list[Mapping[str, Any]]
     ) -> list[WriteResult]:
+        """One collections upsert (re-sent for locked records).
+
+        A request Salesforce refuses as a whole is answered per record: for
+        INVALID_FIELD ("No such column 'X' on sobject of type Y", metadata not
+        deployed) the records that carry X are refused with Salesforce's code
+        and message and ``fields=(X,)`` and the others are sent again; for any
+        other code every record is refused. Either way they are final
+        (dead letters), never "still locked"."""
         path = f"composite/sobjects/{obj}/{ext}"
         results: list[WriteResult | None] = [None] * len(chunk)
         pending = list(range(len(chunk)))
         raced: set[int] = set()
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while pending:
             body = {
                 "allOrNone": False,
                 "records": [_wire(obj, chunk[i]) for i in pending],
@@ -278,12 +288,18 @@ class SalesforceBackend:
                     ),
                 )
             except Refused as exc:
-                for i in pending:
-                    results[i] = _failed(chunk[i], ext, exc.code, exc.message)
-                break
+                column = _missing_column(exc.code, exc.message)
+                hit = [i for i in pending if column and column in chunk[i]]
+                for i in hit or pending:
+                    results[i] = _failed(
+                        chunk[i], ext, exc.code, exc.message, (column,) if hit else ()
+                    )
+                pending = [i for i in pending if hit and i not in hit]
+                continue
+            attempt += 1
             again = []
             for i, item in zip(pending, answer or [], strict=False):
-                code, message = _item_error(item)
+                code, message, fields = _item_error(item)
                 if item.get("success"):
                     results[i] = WriteResult(
                         str(chunk[i].get(ext)), True, bool(item.get("created"))
@@ -293,12 +309,11 @@ class SalesforceBackend:
                         raced.add(i)
                     again.append(i)
                 else:
-                    results[i] = _failed(chunk[i], ext, code, message)
+                    results[i] = _failed(chunk[i], ext, code, message, fields)
             pending = again
-            if not pending:
+            if not pending or attempt >= self.attempts:
                 break
-            if attempt < self.attempts:
-                self.sleep(self._wait(attempt))
+            self.sleep(self._wait(attempt))
         if pending:
             raise TransientError(
                 f"Salesforce upsert {obj}: {len(pending)} records still locked "
@@ -462,16 +477,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _item_error(item: Mapping[str, Any]) -> tuple[str, str]:
+def _item_error(item: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     errors = item.get("errors") or []
     if not errors:
-        return "", ""
+        return "", "", ()
     first = errors[0]
     code = first.get("statusCode") or first.get("errorCode") or "UNKNOWN"
-    return str(code), str(first.get("message", ""))
+    fields = first.get("fields") or ()
+    names = tuple(str(f) for f in fields) if isinstance(fields, list) else ()
+    return str(code), str(first.get("message", "")), names
+
+
+#: DML: "No such column 'X' on sobject of type Y" (reference/salesforce.md 2.5)
+_NO_SUCH_COLUMN = re.compile(r"No such column '([^']{1,255})'")
+
+
+def _missing_column(code: str, message: str) -> str:
+    """The field an INVALID_FIELD refusal names, else ""."""
+    found = _NO_SUCH_COLUMN.search(message) if code == "INVALID_FIELD" else None
+    return found[1] if found else ""
 
 
 def _failed(
-    record: Mapping[str, Any], ext: str, code: str, message: str
+    record: Mapping[str, Any],
+    ext: str,
+    code: str,
+    message: str,
+    fields: tuple[str, ...] = (),
 ) -> WriteResult:
-    return WriteResult(str(record.get(ext)), False, False, code, message)
+    return WriteResult(str(record.get(ext)), False, False, code, message, fields)
