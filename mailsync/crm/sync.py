@@ -341,9 +341,9 @@ class CrmSync:
             column = _missing_column(answer)
             if column:
                 result.missing_fields.add(f"{crm_obj}.{column}")
-            if (record.obj, record.key) not in outcome.refused_keys:
-                outcome.refused_keys.add((record.obj, record.key))
-                outcome.refused.append((record, sent, answer))
+            # The last refusal: after a collateral one (a missing parent) it
+            # is the record's own.
+            outcome.refusals[(record.obj, record.key)] = (record, sent, answer)
             partial = self._without_refused(obj, record, desired, answer)
             if partial is not None:
                 again.append((record, partial))
@@ -368,9 +368,10 @@ class CrmSync:
         logical = set(self.mapping.from_crm(obj, dict.fromkeys(named)))
         merge.refuse(record, logical - {m.EXTERNAL_ID[obj], m.ACCOUNT_LOOKUP})
         partial = merge.render(record)
-        if parent:
+        if parent or m.ACCOUNT_REF not in desired:
             # The parent Account does not exist (yet): write the record without
-            # the lookup; the next write of the record sets it again.
+            # the lookup (in every further round); the next write of the record
+            # sets it again.
             partial.pop(m.ACCOUNT_REF, None)
         return partial if partial != desired else None
 
@@ -524,12 +525,15 @@ class _Outcome:
     landed: list[tuple[merge.MirrorRecord, dict[str, Any]]] = field(
         default_factory=list
     )
-    #: the first refusal of each record (a dead letter even when the record
+    #: the last refusal of each record (a dead letter even when the record
     #: then landed without the refused fields)
-    refused: list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]] = field(
-        default_factory=list
-    )
-    refused_keys: set[tuple[str, str]] = field(default_factory=set)
+    refusals: dict[
+        tuple[str, str], tuple[merge.MirrorRecord, dict[str, Any], WriteResult]
+    ] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]]:
+        return list(self.refusals.values())
 
 
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']{1,255})'")
