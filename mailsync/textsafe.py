@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 #: Code points that change what a terminal shows: C0, DEL, C1, the bidi
@@ -96,6 +97,10 @@ class SafeWriter:
     def write(self, text: str) -> int:
         self.inner.write(escape(text, layout=True))
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -100,6 +100,11 @@ def test_quarantine_list_status_and_log_show_hostile_subject_escaped(
     status = run_mailsync("status", "--config", cfg)
     assert status.returncode == 0 and RAW_CONTROL.search(status.stdout) is None
 
+    parsed = run_mailsync("parse", str(next(inbox.iterdir())))
+    assert RAW_CONTROL.search(parsed.stdout) is None
+    reason = json.loads(parsed.stdout)["reason"]
+    assert reason == f"no parser matches subject '{SUBJECT_SHOWN}'"
+
 
 @pytest.fixture
 def hostile_crm(tmp_path: Path) -> Path:
