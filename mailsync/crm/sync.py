@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -338,9 +337,8 @@ class CrmSync:
             if answer.ok:
                 outcome.landed.append((record, desired))
                 continue
-            column = _missing_column(answer)
-            if column:
-                result.missing_fields.add(f"{crm_obj}.{column}")
+            if _missing_field(answer):
+                result.missing_fields.update(f"{crm_obj}.{f}" for f in answer.fields)
             # The last refusal: after a collateral one (a missing parent) it
             # is the record's own.
             outcome.refusals[(record.obj, record.key)] = (record, sent, answer)
@@ -536,15 +534,12 @@ class _Outcome:
         return list(self.refusals.values())
 
 
-_NO_SUCH_COLUMN = re.compile(r"No such column '([^']{1,255})'")
-
-
-def _missing_column(answer: WriteResult) -> str:
-    """The field an INVALID_FIELD "No such column 'X'" refusal names."""
-    if answer.error_code != "INVALID_FIELD":
-        return ""
-    found = _NO_SUCH_COLUMN.search(answer.message or "")
-    return found[1] if found else ""
+def _missing_field(answer: WriteResult) -> bool:
+    """Refused for a field the CRM does not have (Salesforce INVALID_FIELD,
+    "No such column 'X' on sobject of type Y"; the field is in `fields`)."""
+    return answer.error_code == "INVALID_FIELD" and (answer.message or "").startswith(
+        "No such column"
+    )
 
 
 def _empty(offer: str) -> merge.MirrorRecord:
