@@ -214,7 +214,7 @@ def test_a_refused_field_and_a_refused_account_do_not_block_the_deal(
 def test_missing_field_is_a_dead_letter_with_salesforces_reason(
     tmp_path: Path, sf_config: Path, emulator: Emulator
 ) -> None:
-    emulator.remove_field("AWS_Agreement__c", "Customer_Name__c")
+    removed = emulator.remove_field("AWS_Agreement__c", "Customer_Name__c")
     accepted, cancelled = inputs(tmp_path / "saved")
     code, out = replay(sf_config, accepted)
     assert (code, out) == (
@@ -244,3 +244,16 @@ def test_missing_field_is_a_dead_letter_with_salesforces_reason(
         "FAIL salesforce AWS_Agreement__c: missing fields: Customer_Name__c;"
         in check.stdout
     )
+
+    # the admin deploys the field and retries: the refused value is written
+    emulator.deploy_field("AWS_Agreement__c", removed)
+    retry = run_mailsync(
+        "quarantine", "retry", "--dead-letters", "--config", str(sf_config)
+    )
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert retry.stdout.splitlines()[-1] == (
+        "CRM dead letters: 1 re-sent, 1 written, 0 refused again"
+    )
+    row = agreement(emulator)
+    assert (row["Status__c"], row["Customer_Name__c"]) == ("Cancelled", CLAMPED)
+    assert dead_letters(sf_config) == []

@@ -410,7 +410,8 @@ class CrmSync:
                 self.conn.execute("BEGIN IMMEDIATE")
                 mirror.save(self.conn, records)
                 for record, _ in outcome.landed:
-                    deadletter.clear(self.conn, record.obj, record.key)
+                    if not record.refused:  # else it landed without them: keep
+                        deadletter.clear(self.conn, record.obj, record.key)
                     if record.obj == m.ACCOUNT:
                         self.conn.execute(
                             "DELETE FROM crm_name_intents WHERE account = ?",

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
-from .schema import load_schema
+from .schema import FieldDef, load_schema
 from .store import DmlError, Store, Validator
 
 HOST = "emulator.my.salesforce.com"
@@ -88,10 +88,14 @@ class Emulator:
     def add_validation(self, rule: Validator) -> None:
         self.store.validators.append(rule)
 
-    def remove_field(self, obj: str, name: str) -> None:
+    def remove_field(self, obj: str, name: str) -> FieldDef:
         """The org without `obj`.`name` (metadata not deployed): describe
-        leaves it out and writes naming it answer INVALID_FIELD."""
-        del self.store.schema[obj].fields[name]
+        leaves it out and writes naming it answer INVALID_FIELD. Returns the
+        field, for `deploy_field`."""
+        return self.store.schema[obj].fields.pop(name)
+
+    def deploy_field(self, obj: str, field: FieldDef) -> None:
+        self.store.schema[obj].fields[field.name] = field
 
     def records(self, obj: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.store.records[obj].values()]
