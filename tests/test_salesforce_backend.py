@@ -218,6 +218,17 @@ def test_missing_field_refuses_only_the_records_that_carry_it(
     assert emulator.calls["collections_patch"] == 2
 
 
+def test_missing_object_refuses_every_record_once(
+    backend: SalesforceBackend, emulator: Emulator
+) -> None:
+    results = backend.upsert("Nope__c", "Key__c", [{"Key__c": "a"}, {"Key__c": "b"}])
+    assert [(r.external_id, r.ok, r.error_code) for r in results] == [
+        ("a", False, "NOT_FOUND"),
+        ("b", False, "NOT_FOUND"),
+    ]
+    assert emulator.calls["collections_patch"] == 1  # final, not retried
+
+
 def test_text_is_clamped_to_the_orgs_describe_length(
     backend: SalesforceBackend, emulator: Emulator
 ) -> None:

@@ -75,7 +75,8 @@ class FlushResult:
     paused_reason: str | None = None  #: why writes are paused (API limit, outage)
     records: int = 0  #: CRM records written
     writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    #: ``Object.Field`` the CRM does not have (INVALID_FIELD "No such column")
+    #: ``Object.Field`` the CRM does not have (INVALID_FIELD "No such column";
+    #: NOT_FOUND for the object or its external ID field)
     missing_fields: set[str] = field(default_factory=set)
 
     def refused_note(self) -> str:
@@ -85,7 +86,7 @@ class FlushResult:
         note = f"{self.dead_lettered} refused (see mailsync quarantine list)"
         if self.missing_fields:
             note += (
-                f"; the CRM has no field {', '.join(sorted(self.missing_fields))}:"
+                f"; the CRM lacks {', '.join(sorted(self.missing_fields))}:"
                 f" deploy config/salesforce (mailsync check lists what is missing)"
             )
         return note
@@ -339,6 +340,8 @@ class CrmSync:
                 continue
             if _missing_field(answer):
                 result.missing_fields.update(f"{crm_obj}.{f}" for f in answer.fields)
+            elif answer.error_code == "NOT_FOUND":  # the object or its external ID
+                result.missing_fields.add(f"{crm_obj}.{ext}")
             # The last refusal: after a collateral one (a missing parent) it
             # is the record's own.
             outcome.refusals[(record.obj, record.key)] = (record, sent, answer)
