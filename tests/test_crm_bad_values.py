@@ -220,7 +220,7 @@ def test_missing_field_is_a_dead_letter_with_salesforces_reason(
     assert (code, out) == (
         1,
         "replayed 1 inputs (1 new): 3 CRM records written, 1 refused, 0 pending"
-        " (1 refused (see mailsync quarantine list); the CRM lacks"
+        " (the CRM lacks"
         " AWS_Agreement__c.Customer_Name__c: deploy config/salesforce"
         " (mailsync check lists what is missing))",
     )

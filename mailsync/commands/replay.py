@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         escape(
             f"replayed {len(events)} inputs ({new} new): {result.records} CRM records "
             f"written, {result.dead_lettered} refused, {result.pending} pending"
-            + (f" ({result.refused_note()})" if result.missing_fields else "")
+            + (f" ({result.deploy_hint()})" if result.missing_fields else "")
             + (f"; {result.paused_reason}" if result.paused_reason else "")
         )
     )

@@ -79,17 +79,23 @@ class FlushResult:
     #: NOT_FOUND for the object or its external ID field)
     missing_fields: set[str] = field(default_factory=set)
 
+    def deploy_hint(self) -> str:
+        """What to deploy when the CRM lacks fields ("" when it lacks none)."""
+        if not self.missing_fields:
+            return ""
+        return (
+            f"the CRM lacks {', '.join(sorted(self.missing_fields))}: deploy"
+            " config/salesforce (mailsync check lists what is missing)"
+        )
+
     def refused_note(self) -> str:
         """What a summary line says about refused records ("" for none)."""
         if not self.dead_lettered:
             return ""
-        note = f"{self.dead_lettered} refused (see mailsync quarantine list)"
-        if self.missing_fields:
-            note += (
-                f"; the CRM lacks {', '.join(sorted(self.missing_fields))}:"
-                f" deploy config/salesforce (mailsync check lists what is missing)"
-            )
-        return note
+        hint = self.deploy_hint()
+        return f"{self.dead_lettered} refused" + (
+            f" ({hint})" if hint else " (see mailsync quarantine list)"
+        )
 
 
 def crm_mapping(settings: Settings) -> m.CrmMapping:
