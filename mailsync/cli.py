@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mailsync import __version__
 from mailsync.errors import MailsyncError
+from mailsync.textsafe import SafeWriter, escape
 
 _FORMATS = ("table", "json", "csv")
 
@@ -83,15 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(f"mailsync.commands.{args.command}")
+    # Whatever a command prints may quote strangers' text: every control
+    # character but newline and tab reaches the terminal escaped.
+    stdout = sys.stdout
+    if not isinstance(stdout, SafeWriter):
+        sys.stdout = SafeWriter(stdout)
     try:
         code: int = module.run(args)
     except MailsyncError as err:
-        print(f"mailsync: {err}", file=sys.stderr)
+        print(f"mailsync: {escape(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        sys.stdout = stdout
     return code
 
 

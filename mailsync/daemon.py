@@ -55,6 +55,7 @@ from mailsync.sources.imap import ImapSource
 from mailsync.sources.imap_conn import AuthError
 from mailsync.sources.maildir import MaildirSource
 from mailsync.statedb import explain, open_db
+from mailsync.textsafe import escape
 
 log = logging.getLogger(__name__)
 BACKOFF_MAX = 300.0
@@ -147,7 +148,9 @@ class Daemon:
         problems = dict(self.problems)
         if problems:
             text += "; " + "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
-        return text
+        # One line for `systemctl status`: a newline in an error text would
+        # start a new sd_notify assignment.
+        return escape(text)
 
     def healthy(self) -> bool:
         """Every worker thread alive and showing progress recently."""

@@ -2,6 +2,8 @@
 
 Text lines are ``LEVEL message key=value ...`` with no timestamp (journald adds
 its own); ``[log] format = "json"`` gives one JSON object per line instead.
+Both are one line per record with no raw control character: text lines escape
+them (`mailsync.textsafe.escape`), JSON escapes every non-ASCII character.
 Context goes in through ``extra=kv(mailbox=..., uid=...)``. Callers must never
 pass secrets as context: only names of env vars or files, never their values.
 """
@@ -14,6 +16,7 @@ import sys
 from typing import Any
 
 from mailsync.config import LogSettings
+from mailsync.textsafe import escape
 
 _CTX = "ctx"
 
@@ -24,9 +27,12 @@ def kv(**fields: Any) -> dict[str, Any]:
 
 
 def _fmt_value(value: Any) -> str:
+    """A value as is, or double-quoted when it holds a space, ``"``, ``=``, a
+    backslash or a control character (``\\`` and ``\\"`` inside; each
+    control character shown as ``\\xNN``, as in every other output)."""
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t'):
-        return json.dumps(text)
+    if not text or any(c in text for c in ' "=\\') or escape(text) != text:
+        return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 
@@ -34,7 +40,9 @@ class TextFormatter(logging.Formatter):
     """``LEVEL message key=value ...``; an exception adds only its one-line text."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.levelname, " ".join(record.getMessage().split())]
+        # Messages quote strangers' text (subjects, IDs, names): one line,
+        # every control character escaped (mailsync.textsafe).
+        parts = [record.levelname, escape(" ".join(record.getMessage().split()))]
         ctx: dict[str, Any] = getattr(record, _CTX, None) or {}
         parts += [f"{k}={_fmt_value(v)}" for k, v in ctx.items() if v is not None]
         if record.exc_info and record.exc_info[1] is not None:

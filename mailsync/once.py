@@ -25,6 +25,7 @@ from mailsync.sources.base import PassResult, Source
 from mailsync.sources.imap import ImapSource
 from mailsync.sources.maildir import MaildirSource
 from mailsync.statedb import open_db
+from mailsync.textsafe import escape
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,14 @@ def run_once(settings: Settings, stop: threading.Event | None = None) -> int:
     finally:
         conn.close()
     print(
-        f"mailsync: fetched {total.fetched}, synced {total.synced}"
-        f" ({total.duplicates} duplicates), unrecognized {total.unrecognized},"
-        f" rejected {total.rejected}, failed {total.failed}; CRM written"
-        f" {result.written}, pending {result.pending}"
-        + (f" (paused: {result.paused_reason})" if result.paused_reason else ""),
+        escape(
+            f"mailsync: fetched {total.fetched}, synced {total.synced}"
+            f" ({total.duplicates} duplicates), unrecognized {total.unrecognized},"
+            f" rejected {total.rejected}, failed {total.failed}; CRM written"
+            f" {result.written}, pending {result.pending}"
+            + (f" (paused: {result.paused_reason})" if result.paused_reason else "")
+            + (f"; {result.refused_note()}" if result.dead_lettered else "")
+        ),
         file=sys.stderr,
     )
     ok = not (source_failed or total.failed or result.pending)

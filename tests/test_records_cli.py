@@ -64,7 +64,7 @@ def test_json_is_one_array_with_object_and_contract_fields(
     account, agreement, offer, event = rows
     assert account["AWS_Account_ID__c"] == BUYER and account["Name"] == LONG_NAME
     assert agreement["Status__c"] == "Active"
-    assert agreement["Purchase_Amount__c"] == 48000.0
+    assert agreement["Purchase_Amount__c"] == "48000.00"  # as `parse` writes money
     assert agreement["Currency__c"] == "USD"
     assert agreement["Account__c"] == account["Id"]
     assert agreement["End_Date__c"] is None  # every field present

@@ -114,3 +114,17 @@ def test_missing_path_is_a_usage_error(
     code = main(["replay", "--config", str(config), str(tmp_path / "nope.eml")])
     assert code == 2
     assert "nope.eml: no such file" in capsys.readouterr().err
+
+
+def test_dry_run_writes_money_as_two_decimal_strings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offer = FIXTURES.parent / "email/offer.accepted/isv_public_plain_no_end_date.eml"
+    config = write_config(tmp_path)
+    assert main(["replay", "--config", str(config), "--dry-run", str(offer)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (agmt,) = [line for line in lines if line["object"] == "AWS_Agreement__c"]
+    assert (agmt["fields"]["Purchase_Amount__c"], agmt["fields"]["Currency__c"]) == (
+        "48000.00",
+        "USD",
+    )

@@ -184,20 +184,62 @@ def test_validation_refusals_come_back_per_record(
     emulator.add_validation(rule)
     too_long = {ACC: "000000000099", "Name": "x" * 300}
     results = backend.upsert("Account", ACC, [*accounts(5), too_long])
-    assert [r.ok for r in results] == [True, True, True, False, True, False]
+    assert [r.ok for r in results] == [True, True, True, False, True, True]
     assert (results[3].error_code, results[3].message) == (
         "FIELD_CUSTOM_VALIDATION_EXCEPTION",
         "Buyer names ending in 3 are refused",
     )
-    assert results[5].error_code == "STRING_TOO_LONG"
-    assert len(emulator.records("Account")) == 4
+    assert len(emulator.records("Account")) == 5
+    # a value longer than the describe length is clamped, not refused
+    (clamped,) = [a for a in emulator.records("Account") if a[ACC] == "000000000099"]
+    assert clamped["Name"] == "x" * 254 + "…"
 
 
-def test_unknown_field_is_refused_per_record(
+def test_missing_field_refuses_only_the_records_that_carry_it(
     backend: SalesforceBackend, emulator: Emulator
 ) -> None:
-    results = backend.upsert("Account", ACC, [{ACC: "000000000001", "Nope__c": 1}])
-    assert (results[0].ok, results[0].error_code) == (False, "INVALID_FIELD")
+    """Salesforce refuses the whole collection for a column the object lacks
+    (metadata not deployed); the records without it are sent again and land,
+    the others come back refused with Salesforce's code, message and field:
+    final, never "still locked"."""
+    emulator.remove_field("Account", "Name")
+    records = [{ACC: "000000000001", "Name": "A"}, {ACC: "000000000002"}]
+    results = backend.upsert("Account", ACC, records)
+    assert [(r.ok, r.error_code, r.message, r.fields) for r in results] == [
+        (
+            False,
+            "INVALID_FIELD",
+            "No such column 'Name' on sobject of type Account",
+            ("Name",),
+        ),
+        (True, None, None, ()),
+    ]
+    assert [a[ACC] for a in emulator.records("Account")] == ["000000000002"]
+    assert emulator.calls["collections_patch"] == 2
+
+
+def test_missing_object_refuses_every_record_once(
+    backend: SalesforceBackend, emulator: Emulator
+) -> None:
+    results = backend.upsert("Nope__c", "Key__c", [{"Key__c": "a"}, {"Key__c": "b"}])
+    assert [(r.external_id, r.ok, r.error_code) for r in results] == [
+        ("a", False, "NOT_FOUND"),
+        ("b", False, "NOT_FOUND"),
+    ]
+    assert emulator.calls["collections_patch"] == 1  # final, not retried
+
+
+def test_text_is_clamped_to_the_orgs_describe_length(
+    backend: SalesforceBackend, emulator: Emulator
+) -> None:
+    """An admin shortened a field: values are cut to what describe says."""
+    emulator.store.schema["AWS_Agreement__c"].fields["Customer_Name__c"].length = 40
+    backend.upsert("Account", ACC, accounts(2))
+    (agreement,) = agreements(1)
+    agreement["Customer_Name__c"] = "Acme " * 20
+    assert backend.upsert("AWS_Agreement__c", AGR, [agreement])[0].ok
+    (row,) = emulator.records("AWS_Agreement__c")
+    assert row["Customer_Name__c"] == ("Acme " * 8)[:39].rstrip() + "…"
 
 
 def test_usage_from_limit_header(

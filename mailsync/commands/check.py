@@ -17,6 +17,7 @@ from mailsync.once import build_sources
 from mailsync.pipeline import Pipeline
 from mailsync.sources.base import CheckLine
 from mailsync.statedb import open_db
+from mailsync.textsafe import escape
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(lines: list[CheckLine]) -> int:
     for line in lines:
-        print(f"{'ok  ' if line.ok else 'FAIL'} {line.name}: {line.detail}")
+        print(escape(f"{'ok  ' if line.ok else 'FAIL'} {line.name}: {line.detail}"))
     return 0 if all(line.ok for line in lines) else 1

@@ -15,7 +15,6 @@ made for a parsed input; with `--require-trust` every event that is not
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mailsync.errors import ConfigError, InputError
 from mailsync.event import Channel, Event, Trust
 from mailsync.parsers.files import parse_bytes, read_input
 from mailsync.security.sns_verify import saved_input_verdict
+from mailsync.textsafe import dumps, escape
 
 # Why an input stays unverified when `parse` runs without any trust check.
 _UNCHECKED = {
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raw = read_input(path)
         except InputError as err:
             sys.stdout.flush()  # keep stdout and stderr in input order on a tty
-            print(f"mailsync: {err}", file=sys.stderr)
+            print(f"mailsync: {escape(err)}", file=sys.stderr)
             code = err.exit_code
             continue
         event = parse_bytes(raw, name=path.name)
@@ -102,7 +102,7 @@ def _sns_certificate_dir(given: Path | None) -> str | None:
 
 
 def _emit(obj: dict[str, object]) -> None:
-    line = json.dumps(obj, ensure_ascii=False) + "\n"
+    line = dumps(obj) + "\n"  # C1 and bidi controls \u-escaped
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is not None:
         # UTF-8 whatever the locale says: JSON Lines consumers expect UTF-8.

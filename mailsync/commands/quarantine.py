@@ -19,7 +19,6 @@ there; the ledger alone records that it was synced.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -30,6 +29,7 @@ from mailsync.errors import InputError
 from mailsync.ledger import SYNCED
 from mailsync.quarantine import KEPT, SKIPPED, Entry, Retried, Retrier, entries, get
 from mailsync.statedb import open_db
+from mailsync.textsafe import dumps, escape
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
                 {k: v for k, v in d.to_json().items() if k != "record"} for d in dead
             ],
         }
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(dumps(out, indent=2))
         return 0
     if open_entries:
         print(f"quarantine: {len(open_entries)} entries")
@@ -71,10 +71,10 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
                     e.created_at,
                     _cut(e.source, 32, keep_end=True),
                     _cut(e.key, 24, keep_end=True),
-                    e.input_kind,
+                    escape(e.input_kind),
                     e.outcome,
                     _cut(e.label, 48),
-                    e.reason or "-",  # last column: never cut, it says what to fix
+                    _cut(e.reason or "-"),  # last column: never cut, says what to fix
                 )
                 for e in open_entries
             ],
@@ -89,10 +89,10 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
                 (
                     d.obj,
                     _cut(d.external_id, 32),
-                    d.error_code or "-",
+                    escape(d.error_code or "-"),
                     d.created_at,
                     str(d.attempts),
-                    " ".join(d.message.split()) or "-",
+                    _cut(d.message or "-"),
                 )
                 for d in dead
             ],
@@ -100,9 +100,11 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
     return 0
 
 
-def _cut(text: str, width: int, *, keep_end: bool = False) -> str:
-    text = " ".join(text.split())
-    if len(text) <= width:
+def _cut(text: str, width: int = 0, *, keep_end: bool = False) -> str:
+    """One line, controls escaped (`mailsync.textsafe`), cut to `width`
+    (0: never cut)."""
+    text = escape(" ".join(text.split()))
+    if not width or len(text) <= width:
         return text
     return "…" + text[-(width - 1) :] if keep_end else text[: width - 1] + "…"
 
@@ -164,7 +166,7 @@ def _retry(
         flush = None
         if requeued or any(r.released for r in results) or sync.outbox.depth():
             flush = sync.flush()
-            print(_flush_line(flush))
+            print(escape(_flush_line(flush)))
         if requeued:
             _dead_letter_report(conn, requeued)
     finally:
@@ -176,6 +178,10 @@ def _retry(
 
 
 def _line(r: Retried) -> str:
+    return escape(_raw_line(r))
+
+
+def _raw_line(r: Retried) -> str:
     e = r.entry
     head = f"{e.id}: {e.source} {e.key}: {e.outcome} -> "
     if r.outcome == SYNCED:
@@ -214,7 +220,7 @@ def _summary(results: Sequence[Retried]) -> str:
 
 def _flush_line(flush: FlushResult) -> str:
     line = f"CRM: {flush.records} records written, {flush.pending} events pending" + (
-        f", {flush.dead_lettered} refused" if flush.dead_lettered else ""
+        f", {flush.refused_note()}" if flush.dead_lettered else ""
     )
     if flush.paused_reason:
         line += f" (not written: {flush.paused_reason})"
@@ -235,6 +241,6 @@ def _dead_letter_report(conn: sqlite3.Connection, requeued: int) -> None:
     )
     for d in refused:
         print(
-            f"  {d.obj} {d.external_id}: {d.error_code or '-'}"
-            f" {' '.join(d.message.split())}"
+            f"  {d.obj} {_cut(d.external_id)}: {escape(d.error_code or '-')}"
+            f" {_cut(d.message)}"
         )

@@ -4,9 +4,15 @@ Reads the records mailsync maintains from the configured backend
 (`CrmBackend.fetch_all`), with the contract's field names (section 4):
 
 - json: one JSON array of objects, each with ``"object"`` plus its fields;
+  money as two-decimal strings (``"270000.00"``), as `parse` writes it;
 - csv: a header row; without OBJECT, every object with an ``object`` column;
+  a cell a spreadsheet would run as a formula gets a leading ``'``
+  (`mailsync.textsafe.csv_cell`);
 - table (default): per object a title line and fixed-width columns of the
   most useful fields, long values truncated.
+
+Values come from strangers: every control character is shown escaped
+(`mailsync.textsafe.escape`) in the table and the CSV.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mailsync import config
 from mailsync.crm import mapping as m
 from mailsync.crm.sync import crm_mapping, make_backend
 from mailsync.errors import InputError
+from mailsync.textsafe import csv_cell, escape
 
 _WIDTH = 32  #: widest table column; longer values end in "…"
 
@@ -42,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         backend.close()
     out = sys.stdout
     if args.format == "json":
-        flat = [{"object": obj, **r} for obj in objects for r in rows[obj]]
+        flat = [{"object": obj, **json_fields(r)} for obj in objects for r in rows[obj]]
         out.write(json.dumps(flat, indent=2, default=str) + "\n")
     elif args.format == "csv":
         _csv(rows, single=args.object is not None)
@@ -72,14 +81,45 @@ def _logical(obj: str, record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _text(value: Any) -> str:
+def money_text(value: Any) -> str:
+    """A CRM number as the contract's money amount: two decimals, never a
+    float (``270000.0`` -> ``"270000.00"``)."""
+    try:
+        return str(Decimal(str(value)).quantize(Decimal("0.01")))
+    except InvalidOperation:
+        return str(value)
+
+
+def json_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` for JSON output: the money fields as two-decimal strings."""
+    return {
+        k: money_text(v)
+        if k in m.NUMBER_FIELDS
+        and isinstance(v, int | float | Decimal)
+        and not isinstance(v, bool)
+        else v
+        for k, v in record.items()
+    }
+
+
+def _plain(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.2f}"
+    if isinstance(value, float | Decimal):
+        return money_text(value)
     return str(value)
+
+
+def _csv_text(value: Any) -> str:
+    """A CSV cell: formula-looking text prefixed with ``'``, then escaped."""
+    return escape(csv_cell(_plain(value)))
+
+
+def _one_line(value: Any) -> str:
+    """A table value: whitespace runs as one space, controls escaped."""
+    return escape(" ".join(_plain(value).split()))
 
 
 def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
@@ -89,7 +129,7 @@ def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
         header = ["Id", *m.FIELDS[obj]]
         writer.writerow(header)
         for r in rows[obj]:
-            writer.writerow([_text(r.get(h)) for h in header])
+            writer.writerow([_csv_text(r.get(h)) for h in header])
         return
     header = ["object", "Id"]
     for obj in rows:
@@ -97,11 +137,11 @@ def _csv(rows: dict[str, list[dict[str, Any]]], *, single: bool) -> None:
     writer.writerow(header)
     for obj, records in rows.items():
         for r in records:
-            writer.writerow([obj, *(_text(r.get(h)) for h in header[1:])])
+            writer.writerow([obj, *(_csv_text(r.get(h)) for h in header[1:])])
 
 
 def _cell(value: Any, width: int) -> str:
-    text = " ".join(_text(value).split())
+    text = _one_line(value)
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text.ljust(width)
@@ -119,7 +159,7 @@ def _table(rows: dict[str, list[dict[str, Any]]]) -> None:
             continue
         cols = m.TABLE_COLUMNS[obj]
         widths = [
-            min(_WIDTH, max(len(c), *(len(_text(r.get(c))) for r in records)))
+            min(_WIDTH, max(len(c), *(len(_one_line(r.get(c))) for r in records)))
             for c in cols
         ]
         out.write(

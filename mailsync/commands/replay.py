@@ -8,8 +8,8 @@ on stderr and never reach the CRM.
 
 `--dry-run` runs the same pipeline against an in-memory copy of the state
 store and a backend that only records writes, then prints each CRM write it
-would make as JSON Lines (``{"object", "external_id", "fields"}``); it writes
-nothing to the CRM or the state store.
+would make as JSON Lines (``{"object", "external_id", "fields"}``, money as
+two-decimal strings); it writes nothing to the CRM or the state store.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mailsync import config
+from mailsync.commands.records import json_fields
 from mailsync.config import Settings
 from mailsync.crm.backend import CrmBackend
 from mailsync.crm.outbox import Outbox
@@ -29,6 +30,7 @@ from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, StateError
 from mailsync.event import Channel, Event, Trust
 from mailsync.statedb import open_db
+from mailsync.textsafe import escape
 
 
 def expand(paths: Sequence[str]) -> list[Path]:
@@ -68,9 +70,9 @@ def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, E
         if event.recognized and event.channel is Channel.EMAIL:
             event = check_email(raw, event, settings.security)
         if not event.recognized:
-            print(f"{path}: unrecognized: {event.reason}", file=sys.stderr)
+            print(escape(f"{path}: unrecognized: {event.reason}"), file=sys.stderr)
         elif event.trust is Trust.REJECTED:
-            print(f"{path}: rejected: {event.reason}", file=sys.stderr)
+            print(escape(f"{path}: rejected: {event.reason}"), file=sys.stderr)
         else:
             out.append((path, event))
     return out
@@ -113,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
             if outbox.submit(event, origin=f"replay:{path}"):
                 new += 1
             else:
-                print(f"{path}: already seen (same delivery ID)", file=sys.stderr)
+                print(
+                    escape(f"{path}: already seen (same delivery ID)"), file=sys.stderr
+                )
         result = sync.flush()
     finally:
         sync.close()
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for obj, record in result.writes:
             ext = sync.mapping.external_id(obj)
-            fields = {k: v for k, v in record.items() if k != ext}
+            fields = json_fields({k: v for k, v in record.items() if k != ext})
             line = {
                 "object": sync.mapping.obj(obj),
                 "external_id": record.get(ext),
@@ -130,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(line, default=str))
         return 1 if result.paused_reason else 0
     print(
-        f"replayed {len(events)} inputs ({new} new): {result.records} CRM records "
-        f"written, {result.dead_lettered} refused, {result.pending} pending"
-        + (f"; {result.paused_reason}" if result.paused_reason else "")
+        escape(
+            f"replayed {len(events)} inputs ({new} new): {result.records} CRM records "
+            f"written, {result.dead_lettered} refused, {result.pending} pending"
+            + (f" ({result.deploy_hint()})" if result.missing_fields else "")
+            + (f"; {result.paused_reason}" if result.paused_reason else "")
+        )
     )
     return 1 if result.paused_reason or result.dead_lettered else 0

@@ -15,6 +15,7 @@ from mailsync.aws import sqs
 from mailsync.crm.sync import CrmSync
 from mailsync.ledger import Ledger, SourceStatus
 from mailsync.statedb import open_db
+from mailsync.textsafe import escape
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,14 +43,16 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
     print("crm")
     for key, value in crm.items():
-        print(f"  {key}: {_crm_value(key, value)}")
+        print(f"  {key}: {escape(_crm_value(key, value))}")
         if key == "dead_letters" and isinstance(value, dict):
             for d in value.get("latest", []):
                 print(
-                    f"    - {d['object']} {d['external_id']}: "
-                    f"{d['error_code'] or '-'}: {d['message'] or '-'} "
-                    f"(since {d['created_at']}; retry with "
-                    "`mailsync quarantine retry --dead-letters`)"
+                    escape(
+                        f"    - {d['object']} {d['external_id']}: "
+                        f"{d['error_code'] or '-'}: {d['message'] or '-'} "
+                        f"(since {d['created_at']}; retry with "
+                        "`mailsync quarantine retry --dead-letters`)"
+                    )
                 )
     return 0
 
@@ -68,19 +71,25 @@ def _crm_value(key: str, value: Any) -> str:
 
 
 def _print_source(name: str, s: SourceStatus | None) -> None:
-    print(name)
+    """One block per source; every value escaped (mailbox names, checkpoints
+    and errors may quote strangers' text)."""
+    _say(name)
     if s is None:
-        print("  never run")
+        _say("  never run")
         return
     c = s.counts
-    print(f"  checkpoint: {s.checkpoint or '-'}")
-    print(
+    _say(f"  checkpoint: {s.checkpoint or '-'}")
+    _say(
         f"  processed: {c['synced'] + c['unrecognized'] + c['rejected']}"
         f" (synced {c['synced']}, unrecognized {c['unrecognized']},"
         f" rejected {c['rejected']})"
     )
-    print(f"  quarantined: {s.quarantined}")
-    print(f"  failed, will retry: {c['failed']}")
-    print(f"  last success: {s.last_success or '-'}")
+    _say(f"  quarantined: {s.quarantined}")
+    _say(f"  failed, will retry: {c['failed']}")
+    _say(f"  last success: {s.last_success or '-'}")
     err = f"{s.last_error} (at {s.last_error_at})" if s.last_error else "-"
-    print(f"  last error: {err}")
+    _say(f"  last error: {err}")
+
+
+def _say(line: str) -> None:
+    print(escape(line))

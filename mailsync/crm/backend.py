@@ -25,6 +25,8 @@ class WriteResult:
     created: bool = False
     error_code: str | None = None  #: e.g. REQUIRED_FIELD_MISSING
     message: str | None = None  #: the CRM's message, for the dead-letter list
+    #: the fields the CRM names as the cause (CRM names; may be empty)
+    fields: tuple[str, ...] = ()
 
 
 class CrmBackend(Protocol):

@@ -4,8 +4,11 @@ A refused record (`WriteResult.ok=False`: a validation rule, a missing field,
 a bad picklist value) is stored here with its object, external ID, the record
 as sent, and the CRM's error code and message; the rest of the batch lands.
 The mirror does not count it as written, so the next event for it re-sends
-it. `request_retry()` marks every dead letter for the next flush, which
-re-sends the current merged record and drops the entry once it lands.
+it; when the CRM named the refused fields, the record was written without
+them at once and the entry stays as the note of what was left out
+(`mailsync.crm.sync`). `request_retry()` marks every dead letter for the next
+flush, which re-sends the current merged record with every refused value and
+drops the entry once it lands.
 """
 
 from __future__ import annotations

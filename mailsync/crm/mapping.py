@@ -22,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from mailsync.crm import clamp
 from mailsync.crm.mapping_config import CrmMapping
 from mailsync.crm.mapping_model import (
     ACCOUNT,
@@ -35,6 +36,7 @@ from mailsync.crm.mapping_model import (
     FIELDS,
     LAST_AT,
     LAST_KIND,
+    LENGTHS,
     NAME,
     NUMBER_FIELDS,
     OBJECTS,
@@ -61,6 +63,7 @@ __all__ = [
     "FIELDS",
     "LAST_AT",
     "LAST_KIND",
+    "LENGTHS",
     "NAME",
     "NUMBER_FIELDS",
     "OBJECTS",
@@ -344,7 +347,9 @@ def touches(
       any event naming both the offer and an agreement;
     - the subscription `<product_code>:<customer_identifier>` for SNS events;
     - one event row keyed by `event_key()`.
-    Unrecognized and rejected events name nothing.
+    Unrecognized and rejected events name nothing. Every text value is free
+    of control characters and fits its field (`mailsync.crm.clamp`), so one
+    oversized or hostile value can never make the CRM refuse the record.
     """
     if not event.recognized or event.trust == "rejected":
         return []
@@ -368,7 +373,19 @@ def touches(
     out.append(_event_row(event))
     if extra_fields:
         out = [_with_extras(t, event, extra_fields.get(t.obj, {})) for t in out]
-    return out
+    return [_clamped(t) for t in out]
+
+
+def _clamped(touch: Touch) -> Touch:
+    lengths = LENGTHS[touch.obj]
+    return Touch(
+        touch.obj,
+        clamp.key(touch.key, lengths.get(EXTERNAL_ID[touch.obj])),
+        _clean(clamp.facts(touch.facts, lengths)),
+        touch.status,
+        touch.reopens,
+        touch.oldest_wins,
+    )
 
 
 def _with_extras(touch: Touch, event: Event, extras: Mapping[str, str]) -> Touch:

@@ -108,3 +108,51 @@ RANKS: dict[str, dict[str, int]] = {
     OFFER: OFFER_RANK,
     SUBSCRIPTION: SUBSCRIPTION_RANK,
 }
+
+# -- field lengths (the Text / Long Text Area lengths of config/salesforce) -----
+
+#: Standard Name fields: 255 on Account, 80 on a custom object.
+_NAME_LENGTH = {ACCOUNT: 255}
+_CUSTOM_NAME_LENGTH = 80
+#: Text fields by length, per object; every text field mailsync writes.
+_TEXT_LENGTHS: dict[str, dict[int, str]] = {
+    ACCOUNT: {12: "AWS_Account_ID__c"},
+    AGREEMENT: {
+        3: "Currency__c",
+        12: "Customer_AWS_Account_ID__c Channel_Partner_AWS_Account_ID__c "
+        "ISV_AWS_Account_ID__c",
+        64: "Agreement_ID__c Previous_Agreement_ID__c Last_Event_Kind__c",
+        100: "Offer_ID__c Product_ID__c",
+        255: "Customer_Name__c Offer_Name__c Product_Name__c "
+        "Channel_Partner_Name__c ISV_Name__c",
+    },
+    OFFER: {
+        3: "Currency__c",
+        100: "Offer_ID__c Product_ID__c",
+        255: "Opportunity_ID__c Product_Name__c",
+        32768: "Customer_AWS_Account_IDs__c",
+    },
+    SUBSCRIPTION: {
+        12: "Customer_AWS_Account_ID__c",
+        64: "Product_Code__c",
+        100: "Offer_ID__c",
+        255: "Subscription_Key__c Customer_Identifier__c",
+    },
+    EVENT: {
+        12: "Customer_AWS_Account_ID__c",
+        16: "Channel__c",
+        64: "Agreement_ID__c Kind__c",
+        100: "Offer_ID__c",
+        255: "Event_Key__c Source_ID__c",
+        32768: "Summary__c",
+    },
+}
+#: The length of every text field mailsync writes (contract section 4, as
+#: deployed from config/salesforce); a value is clamped to it before merging.
+LENGTHS: dict[str, dict[str, int]] = {
+    obj: {
+        NAME: _NAME_LENGTH.get(obj, _CUSTOM_NAME_LENGTH),
+        **{f: n for n, names in by_len.items() for f in names.split()},
+    }
+    for obj, by_len in _TEXT_LENGTHS.items()
+}

@@ -15,11 +15,16 @@ and idempotent:
   `Unsubscribed` (statuses older than that re-opening no longer count);
 - an Account's Name is the customer name, else the placeholder
   ``AWS account <id>``; mailsync writes it only while the CRM still shows the
-  placeholder or the name mailsync itself wrote (`account_name_owned`).
+  placeholder or the name mailsync itself wrote (`account_name_owned`);
+- a value the CRM refused for its field (`refuse`) is left out of every later
+  write until an event brings another value for that field or the dead letter
+  is retried (`forgive`): one bad value never holds back the record's other
+  facts or later events.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +42,19 @@ class MirrorRecord:
     statuses: list[list[Any]] = field(default_factory=list)
     #: the record as last written to the CRM (None: never written)
     written: dict[str, Any] | None = None
+    #: logical field -> the value the CRM refused for it
+    refused: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "fields": self.fields,
             "versions": self.versions,
             "statuses": self.statuses,
             "written": self.written,
         }
+        if self.refused:
+            out["refused"] = self.refused
+        return out
 
     @classmethod
     def from_json(cls, obj: str, key: str, data: dict[str, Any]) -> MirrorRecord:
@@ -55,6 +65,7 @@ class MirrorRecord:
             dict(data.get("versions", {})),
             [list(s) for s in data.get("statuses", [])],
             data.get("written"),
+            dict(data.get("refused", {})),
         )
 
 
@@ -107,9 +118,39 @@ def account_name_owned(record: MirrorRecord, crm_name: str | None) -> bool:
     return record.written is not None and record.written.get(m.NAME) == crm_name
 
 
+def refuse(record: MirrorRecord, names: Iterable[str]) -> None:
+    """The CRM refused the current values of these logical fields: leave
+    them out of later writes while they stay the same (see `render`)."""
+    for name in names:
+        if name in record.fields:
+            record.refused[name] = record.fields[name]
+
+
+def forgive(record: MirrorRecord) -> None:
+    """Offer every refused value to the CRM again (a dead-letter retry)."""
+    record.refused.clear()
+
+
 def render(record: MirrorRecord) -> dict[str, Any]:
     """The logical record to write: external ID, Name label, facts, status,
-    and the Account reference (by external ID) when the buyer is known."""
+    and the Account reference (by external ID) when the buyer is known.
+    A fact whose value the CRM refused (`refuse`) is left out."""
+    out = _render(record)
+    for name, value in record.refused.items():
+        if name not in out or out[name] != value or name == m.EXTERNAL_ID[record.obj]:
+            continue
+        if name == m.NAME:  # Name is required: the label mailsync falls back to
+            out[name] = (
+                m.placeholder_name(record.key)
+                if record.obj == m.ACCOUNT
+                else record.key[:80]
+            )
+        else:
+            del out[name]
+    return out
+
+
+def _render(record: MirrorRecord) -> dict[str, Any]:
     obj = record.obj
     out: dict[str, Any] = {m.EXTERNAL_ID[obj]: record.key}
     if obj == m.ACCOUNT:

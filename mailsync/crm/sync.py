@@ -13,6 +13,14 @@ One flush, per batch of up to `batch_events` pending outbox events:
 4. in ONE state-store transaction save the mirror, the dead letters and the
    outbox "done" marks.
 
+A record the CRM refuses never holds back the rest of it, nor later events:
+when the CRM names the fields at fault (STRING_TOO_LONG, a validation rule on
+a field, INVALID_FIELD for a field the org lacks, a parent Account that does
+not exist) the record is sent again at once without them, and the refused
+values stay out of later writes (`merge.refuse`) until an event brings new
+ones or the dead letter is retried (`merge.forgive`). The refusal is kept as
+a dead letter with the CRM's code and message either way.
+
 A crash between 3 and 4 leaves the events pending and the mirror unchanged:
 the next flush re-sends the same values, and upserts by external ID make that
 harmless. `TransientError` from the backend commits nothing (events stay
@@ -67,6 +75,27 @@ class FlushResult:
     paused_reason: str | None = None  #: why writes are paused (API limit, outage)
     records: int = 0  #: CRM records written
     writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: ``Object.Field`` the CRM does not have (INVALID_FIELD "No such column";
+    #: NOT_FOUND for the object or its external ID field)
+    missing_fields: set[str] = field(default_factory=set)
+
+    def deploy_hint(self) -> str:
+        """What to deploy when the CRM lacks fields ("" when it lacks none)."""
+        if not self.missing_fields:
+            return ""
+        return (
+            f"the CRM lacks {', '.join(sorted(self.missing_fields))}: deploy"
+            " config/salesforce (mailsync check lists what is missing)"
+        )
+
+    def refused_note(self) -> str:
+        """What a summary line says about refused records ("" for none)."""
+        if not self.dead_lettered:
+            return ""
+        hint = self.deploy_hint()
+        return f"{self.dead_lettered} refused" + (
+            f" ({hint})" if hint else " (see mailsync quarantine list)"
+        )
 
 
 def crm_mapping(settings: Settings) -> m.CrmMapping:
@@ -242,6 +271,8 @@ class CrmSync:
         ]
         keys = {(t.obj, t.key) for _, t in folded} | set(retry)
         records = mirror.load(self.conn, keys)
+        for obj_key in retry:
+            merge.forgive(records[obj_key])  # an admin asked: offer every value again
         before = {k: (r.written or {}).get(m.STATUS) for k, r in records.items()}
         for version, touch in folded:
             merge.apply(records[(touch.obj, touch.key)], touch, version)
@@ -284,21 +315,72 @@ class CrmSync:
         outcome: _Outcome,
         result: FlushResult,
     ) -> None:
-        crm_obj = self.mapping.obj(obj)
-        ext = self.mapping.external_id(obj)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
-            metrics.crm_call(self.settings.crm.backend)
-            answers = self.backend.upsert(crm_obj, ext, wire)
-            result.writes.extend((obj, w) for w in wire)
-            for (record, desired), sent, answer in zip(
-                chunk, wire, _complete(answers, wire, ext), strict=True
-            ):
-                if answer.ok:
-                    outcome.landed.append((record, desired))
-                else:
-                    outcome.refused.append((record, sent, answer))
+            for _ in range(_ROUNDS):
+                chunk = self._send(obj, chunk, outcome, result)
+                if not chunk:
+                    break
+
+    def _send(
+        self,
+        obj: str,
+        chunk: list[tuple[merge.MirrorRecord, dict[str, Any]]],
+        outcome: _Outcome,
+        result: FlushResult,
+    ) -> list[tuple[merge.MirrorRecord, dict[str, Any]]]:
+        """Upsert `chunk`; return the refused records that can be sent again
+        without the fields the CRM named (see the module docstring)."""
+        crm_obj = self.mapping.obj(obj)
+        ext = self.mapping.external_id(obj)
+        wire = [self.mapping.to_crm(obj, desired) for _, desired in chunk]
+        metrics.crm_call(self.settings.crm.backend)
+        answers = self.backend.upsert(crm_obj, ext, wire)
+        result.writes.extend((obj, w) for w in wire)
+        again = []
+        for (record, desired), sent, answer in zip(
+            chunk, wire, _complete(answers, wire, ext), strict=True
+        ):
+            if answer.ok:
+                outcome.landed.append((record, desired))
+                continue
+            if _missing_field(answer):
+                result.missing_fields.update(f"{crm_obj}.{f}" for f in answer.fields)
+            elif answer.error_code == "NOT_FOUND":  # the object or its external ID
+                result.missing_fields.add(f"{crm_obj}.{ext}")
+            # The last refusal: after a collateral one (a missing parent) it
+            # is the record's own.
+            outcome.refusals[(record.obj, record.key)] = (record, sent, answer)
+            partial = self._without_refused(obj, record, desired, answer)
+            if partial is not None:
+                again.append((record, partial))
+        return again
+
+    def _without_refused(
+        self,
+        obj: str,
+        record: merge.MirrorRecord,
+        desired: dict[str, Any],
+        answer: WriteResult,
+    ) -> dict[str, Any] | None:
+        """`desired` without the fields the CRM refused, or None when it
+        named none that can be left out."""
+        named = set(answer.fields)
+        if not named:
+            return None
+        lookup = self.mapping.field(obj, m.ACCOUNT_LOOKUP)
+        parent = bool(lookup) and bool(
+            named & {lookup, lookup.removesuffix("__c") + "__r"}
+        )
+        logical = set(self.mapping.from_crm(obj, dict.fromkeys(named)))
+        merge.refuse(record, logical - {m.EXTERNAL_ID[obj], m.ACCOUNT_LOOKUP})
+        partial = merge.render(record)
+        if parent or m.ACCOUNT_REF not in desired:
+            # The parent Account does not exist (yet): write the record without
+            # the lookup (in every further round); the next write of the record
+            # sets it again.
+            partial.pop(m.ACCOUNT_REF, None)
+        return partial if partial != desired else None
 
     def _opportunities(
         self,
@@ -337,7 +419,8 @@ class CrmSync:
                 self.conn.execute("BEGIN IMMEDIATE")
                 mirror.save(self.conn, records)
                 for record, _ in outcome.landed:
-                    deadletter.clear(self.conn, record.obj, record.key)
+                    if not record.refused:  # else it landed without them: keep
+                        deadletter.clear(self.conn, record.obj, record.key)
                     if record.obj == m.ACCOUNT:
                         self.conn.execute(
                             "DELETE FROM crm_name_intents WHERE account = ?",
@@ -441,13 +524,31 @@ class CrmSync:
         return json.loads(kv["api_usage"]) if kv.get("api_usage") else None
 
 
+#: Sends of one chunk: the first, then up to two without refused fields.
+_ROUNDS = 3
+
+
 @dataclass
 class _Outcome:
     landed: list[tuple[merge.MirrorRecord, dict[str, Any]]] = field(
         default_factory=list
     )
-    refused: list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]] = field(
-        default_factory=list
+    #: the last refusal of each record (a dead letter even when the record
+    #: then landed without the refused fields)
+    refusals: dict[
+        tuple[str, str], tuple[merge.MirrorRecord, dict[str, Any], WriteResult]
+    ] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> list[tuple[merge.MirrorRecord, dict[str, Any], WriteResult]]:
+        return list(self.refusals.values())
+
+
+def _missing_field(answer: WriteResult) -> bool:
+    """Refused for a field the CRM does not have (Salesforce INVALID_FIELD,
+    "No such column 'X' on sobject of type Y"; the field is in `fields`)."""
+    return answer.error_code == "INVALID_FIELD" and (answer.message or "").startswith(
+        "No such column"
     )
 
 

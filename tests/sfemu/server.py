@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
-from .schema import load_schema
+from .schema import FieldDef, load_schema
 from .store import DmlError, Store, Validator
 
 HOST = "emulator.my.salesforce.com"
@@ -87,6 +87,15 @@ class Emulator:
 
     def add_validation(self, rule: Validator) -> None:
         self.store.validators.append(rule)
+
+    def remove_field(self, obj: str, name: str) -> FieldDef:
+        """The org without `obj`.`name` (metadata not deployed): describe
+        leaves it out and writes naming it answer INVALID_FIELD. Returns the
+        field, for `deploy_field`."""
+        return self.store.schema[obj].fields.pop(name)
+
+    def deploy_field(self, obj: str, field: FieldDef) -> None:
+        self.store.schema[obj].fields[field.name] = field
 
     def records(self, obj: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.store.records[obj].values()]
@@ -307,6 +316,15 @@ class Emulator:
                 "EXCEEDED_ID_LIMIT",
                 "record limit reached. cannot submit more than 200 records",
             )
+        # The records are deserialized before any DML: a field the object does
+        # not have fails the whole request with 400 INVALID_FIELD ("No such
+        # column 'X' on sobject of type Y"), not one item (REST API guide,
+        # "Status Codes and Error Responses"; reference/salesforce.md 2.3, 2.5).
+        for rec in records:
+            obj_name = (rec.get("attributes") or {}).get("type") or (
+                parts[0] if parts else ""
+            )
+            self.store.check_columns(obj_name, rec)
         with self.lock:
             locked = self.faults.lock_rows > 0
             if locked:

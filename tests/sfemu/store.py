@@ -138,6 +138,23 @@ class Store:
                 )
             return self._save(obj, old, self._validate(obj, old, body))
 
+    def check_columns(self, obj_name: str, body: dict[str, Any]) -> None:
+        """INVALID_FIELD for the first key of `body` that is no column of
+        the object (a relationship ``X__r`` needs its lookup ``X__c``)."""
+        obj = self.schema.get(obj_name)
+        if obj is None:
+            return  # the DML answers for an unknown object
+        for key in body:
+            if key in ("attributes", "Id", "id"):
+                continue
+            column = key[:-3] + "__c" if key.endswith("__r") else key
+            if column not in obj.fields:
+                raise DmlError(
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {obj.name}",
+                    [key],
+                )
+
     def _validate(
         self, obj: ObjectDef, old: dict[str, Any] | None, body: dict[str, Any]
     ) -> dict[str, Any]:

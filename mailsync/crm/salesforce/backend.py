@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -36,6 +37,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.format import format_soql
 
 from mailsync.config import SalesforceSettings
+from mailsync.crm import clamp
 from mailsync.crm import mapping as m
 from mailsync.crm.backend import WriteResult
 from mailsync.crm.salesforce import schema
@@ -85,6 +87,9 @@ class SalesforceBackend:
         self.schema = schema.expected_schema(
             self.mapping, opportunities=bool(settings.opportunity_stage)
         )
+        #: describe lengths of the text fields, per CRM object (one describe
+        #: per object and session)
+        self._lengths: dict[str, dict[str, int]] = {}
         self.relogins = 0  #: re-logins done so far (for status and tests)
         self._logins_this_call = 0
         self._usage: dict[str, int] | None = None
@@ -117,9 +122,15 @@ class SalesforceBackend:
         records: Sequence[Mapping[str, Any]],
     ) -> list[WriteResult]:
         """Upsert in collections of ``batch_size``; one result per record, in
-        order (see `CrmBackend.upsert`)."""
+        order (see `CrmBackend.upsert`). Text values are clamped to the
+        lengths the org's describe gives (an admin may have shortened a
+        field, or mapped one to a shorter field)."""
+        lengths = self.field_lengths(obj)
+        fitted: list[Mapping[str, Any]] = [
+            _fit(r, external_id_field, lengths) for r in records
+        ]
         results: list[WriteResult] = []
-        for chunk in _chunks(list(records), self.settings.batch_size):
+        for chunk in _chunks(fitted, self.settings.batch_size):
             results.extend(self._upsert_chunk(obj, external_id_field, chunk))
         refused = sum(not r.ok for r in results)
         log.info(
@@ -130,6 +141,25 @@ class SalesforceBackend:
             self._usage_text(),
         )
         return results
+
+    def field_lengths(self, obj: str) -> dict[str, int]:
+        """``{field: length}`` of the text fields of `obj` from its describe
+        (``GET /sobjects/{obj}/describe``, once per session); empty when the
+        object cannot be described (the upsert then says why)."""
+        if obj not in self._lengths:
+            try:
+                describe: Any = self._call(
+                    f"describe {obj}",
+                    lambda: self.sf.restful(f"sobjects/{obj}/describe"),
+                )
+            except Refused:
+                describe = {}
+            self._lengths[obj] = {
+                str(f["name"]): int(f["length"])
+                for f in (describe or {}).get("fields", [])
+                if f.get("type") in _TEXT_TYPES and f.get("length")
+            }
+        return self._lengths[obj]
 
     def fetch_all(self, obj: str) -> list[dict[str, Any]]:
         """Every `obj` record (CRM or contract object name) that carries
@@ -232,11 +262,20 @@ class SalesforceBackend:
     def _upsert_chunk(
         self, obj: str, ext: str, chunk: list[Mapping[str, Any]]
     ) -> list[WriteResult]:
+        """One collections upsert (re-sent for locked records).
+
+        A request Salesforce refuses as a whole is answered per record: for
+        INVALID_FIELD ("No such column 'X' on sobject of type Y", metadata not
+        deployed) the records that carry X are refused with Salesforce's code
+        and message and ``fields=(X,)`` and the others are sent again; for any
+        other code every record is refused. Either way they are final
+        (dead letters), never "still locked"."""
         path = f"composite/sobjects/{obj}/{ext}"
         results: list[WriteResult | None] = [None] * len(chunk)
         pending = list(range(len(chunk)))
         raced: set[int] = set()
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while pending:
             body = {
                 "allOrNone": False,
                 "records": [_wire(obj, chunk[i]) for i in pending],
@@ -249,12 +288,18 @@ class SalesforceBackend:
                     ),
                 )
             except Refused as exc:
-                for i in pending:
-                    results[i] = _failed(chunk[i], ext, exc.code, exc.message)
-                break
+                column = _missing_column(exc.code, exc.message)
+                hit = [i for i in pending if column and column in chunk[i]]
+                for i in hit or pending:
+                    results[i] = _failed(
+                        chunk[i], ext, exc.code, exc.message, (column,) if hit else ()
+                    )
+                pending = [i for i in pending if hit and i not in hit]
+                continue
+            attempt += 1
             again = []
             for i, item in zip(pending, answer or [], strict=False):
-                code, message = _item_error(item)
+                code, message, fields = _item_error(item)
                 if item.get("success"):
                     results[i] = WriteResult(
                         str(chunk[i].get(ext)), True, bool(item.get("created"))
@@ -264,12 +309,11 @@ class SalesforceBackend:
                         raced.add(i)
                     again.append(i)
                 else:
-                    results[i] = _failed(chunk[i], ext, code, message)
+                    results[i] = _failed(chunk[i], ext, code, message, fields)
             pending = again
-            if not pending:
+            if not pending or attempt >= self.attempts:
                 break
-            if attempt < self.attempts:
-                self.sleep(self._wait(attempt))
+            self.sleep(self._wait(attempt))
         if pending:
             raise TransientError(
                 f"Salesforce upsert {obj}: {len(pending)} records still locked "
@@ -394,6 +438,26 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start : start + size]
 
 
+#: Describe types whose ``length`` limits the value.
+_TEXT_TYPES = frozenset(
+    {"string", "textarea", "email", "url", "phone", "encryptedstring"}
+)
+
+
+def _fit(
+    record: Mapping[str, Any], ext: str, lengths: Mapping[str, int]
+) -> dict[str, Any]:
+    """`record` with every text value within its describe length (the
+    external ID shortened by `clamp.key`, so it stays unique)."""
+    out = dict(record)
+    for name, value in record.items():
+        length = lengths.get(name)
+        if isinstance(value, str) and length and clamp.units(value) > length:
+            fit = clamp.key if name == ext else clamp.text
+            out[name] = fit(value, length)
+    return out
+
+
 def _wire(obj: str, record: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": {"type": obj}}
     for key, value in record.items():
@@ -413,16 +477,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _item_error(item: Mapping[str, Any]) -> tuple[str, str]:
+def _item_error(item: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     errors = item.get("errors") or []
     if not errors:
-        return "", ""
+        return "", "", ()
     first = errors[0]
     code = first.get("statusCode") or first.get("errorCode") or "UNKNOWN"
-    return str(code), str(first.get("message", ""))
+    fields = first.get("fields") or ()
+    names = tuple(str(f) for f in fields) if isinstance(fields, list) else ()
+    return str(code), str(first.get("message", "")), names
+
+
+#: DML: "No such column 'X' on sobject of type Y" (reference/salesforce.md 2.5)
+_NO_SUCH_COLUMN = re.compile(r"No such column '([^']{1,255})'")
+
+
+def _missing_column(code: str, message: str) -> str:
+    """The field an INVALID_FIELD refusal names, else ""."""
+    found = _NO_SUCH_COLUMN.search(message) if code == "INVALID_FIELD" else None
+    return found[1] if found else ""
 
 
 def _failed(
-    record: Mapping[str, Any], ext: str, code: str, message: str
+    record: Mapping[str, Any],
+    ext: str,
+    code: str,
+    message: str,
+    fields: tuple[str, ...] = (),
 ) -> WriteResult:
-    return WriteResult(str(record.get(ext)), False, False, code, message)
+    return WriteResult(str(record.get(ext)), False, False, code, message, fields)
