@@ -29,6 +29,7 @@ from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, StateError
 from mailsync.event import Channel, Event, Trust
 from mailsync.statedb import open_db
+from mailsync.wording import plural
 
 
 def expand(paths: Sequence[str]) -> list[Path]:
@@ -130,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(line, default=str))
         return 1 if result.paused_reason else 0
     print(
-        f"replayed {len(events)} inputs ({new} new): {result.records} CRM records "
-        f"written, {result.dead_lettered} refused, {result.pending} pending"
+        f"replayed {plural(len(events), 'input')} ({new} new):"
+        f" {plural(result.records, 'CRM record')} written,"
+        f" {result.dead_lettered} refused, {result.pending} pending"
         + (f"; {result.paused_reason}" if result.paused_reason else "")
     )
     return 1 if result.paused_reason or result.dead_lettered else 0

@@ -114,14 +114,14 @@ class ImapSource:
                 log.warning(
                     "UIDVALIDITY changed; rescanning the folder",
                     extra=kv(
-                        mailbox=self.name, old=state.uidvalidity, new=self.uidvalidity
+                        source=self.name, old=state.uidvalidity, new=self.uidvalidity
                     ),
                 )
             ledger.set_mailbox(self.name, self.uidvalidity, 0)
         log.info(
             "connected",
             extra=kv(
-                mailbox=self.name,
+                source=self.name,
                 uidvalidity=self.uidvalidity,
                 keywords=self.keywords_ok,
             ),

@@ -170,7 +170,7 @@ class BatchLoop:
             if raw is None:
                 self.ledger.record(src.name, key, None, "", FAILED, NO_BODY.reason)
                 early[uid] = NO_BODY
-                log.warning("fetch without body", extra=kv(mailbox=src.name, uid=uid))
+                log.warning("fetch without body", extra=kv(source=src.name, uid=uid))
                 continue
             self.result.fetched += 1
             items.append(Item(key, raw, f"{src.name}/{key}"))
