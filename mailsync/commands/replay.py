@@ -18,7 +18,7 @@ import argparse
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from mailsync import config
@@ -28,6 +28,7 @@ from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, StateError
 from mailsync.event import Channel, Event, Trust
+from mailsync.parsers.files import files_in
 from mailsync.statedb import open_db
 from mailsync.wording import plural
 
@@ -39,22 +40,12 @@ def expand(paths: Sequence[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            out.extend(_files(path))
+            out.extend(files_in(path))
         elif path.exists():
             out.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
     return out
-
-
-def _files(folder: Path) -> Iterator[Path]:
-    for child in sorted(folder.iterdir()):
-        if child.name.startswith("."):
-            continue
-        if child.is_dir():
-            yield from _files(child)
-        elif child.is_file():
-            yield child
 
 
 def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, Event]]:
