@@ -106,16 +106,6 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _object_name(text: str) -> str:
-    """An OBJECT argument in any case, as its canonical name."""
-    for name in OBJECT_NAMES:
-        if name.casefold() == text.casefold():
-            return name
-    raise argparse.ArgumentTypeError(
-        f"unknown OBJECT {text!r}; valid objects: {', '.join(OBJECT_NAMES)}"
-    )
-
-
 def _add(
     sub: Any, name: str, common: argparse.ArgumentParser
 ) -> argparse.ArgumentParser:
@@ -197,7 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
         "object",
         nargs="?",
         metavar="OBJECT",
-        type=_object_name,
         help="one of " + ", ".join(OBJECT_NAMES) + " (default: all)",
     )
     p.add_argument("--format", choices=_FORMATS, default="table")
