@@ -148,3 +148,33 @@ def test_unmapped_eventbridge_type_is_unrecognized_on_first_receive(
     [entry] = json.loads(listed.stdout)["quarantine"]
     assert entry["outcome"] == "unrecognized"
     assert "'Change Set Succeeded' is not mapped to a kind" in entry["reason"]
+
+
+def test_parse_honours_configured_topic_arns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A correctly signed message from a topic in `[source.sqs] topic_arns` is
+    verified by `parse --config` exactly as the daemon accepts it."""
+    topic = "arn:aws:sns:us-east-1:111122223333:my-marketplace-relay"
+    ca = SigningAuthority()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / CERT_URL.rsplit("/", 1)[1]).write_bytes(ca.pem)
+    signed = tmp_path / "relay.json"
+    signed.write_text(
+        json.dumps(ca.sign(notification(subscribe_success(), topic=topic)))
+    )
+    base = f'[security]\nsns_certificate_dir = "{certs}"\n'
+    plain = tmp_path / "plain.toml"
+    plain.write_text(base)
+    with_topic = tmp_path / "topics.toml"
+    with_topic.write_text(
+        base + f'[source.sqs]\nqueue_url = "https://sqs.example/q"\n'
+        f'topic_arns = ["{topic}"]\n'
+    )
+    assert main(["parse", "--config", str(plain), str(signed)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["trust"] == "rejected" and "topic" in row["reason"]
+    assert main(["--config", str(with_topic), "parse", str(signed)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["trust"], row["kind"]) == ("verified", "subscription.succeeded")
