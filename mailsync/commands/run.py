@@ -36,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     check_secrets(settings)
     if not args.once:
         lock = DaemonLock(settings.state.path)
-        lock.acquire()
+        try:
+            lock.acquire()
+        except StateError as err:  # as the daemon reports a state failure
+            log.critical(explain(str(err), settings.state.path))
+            return 1
         try:
             return Daemon(path, settings).run()
         finally:
