@@ -98,6 +98,8 @@ class Daemon:
         #: what is wrong right now, per worker ("imap:NAME", "sqs", "crm");
         #: shown in systemd's STATUS= and cleared when the part recovers
         self.problems: dict[str, str] = {}
+        #: the reason CRM writes are paused, as last logged (None: not paused)
+        self._crm_paused: str | None = None
 
     # -- signals ---------------------------------------------------------------
 
@@ -286,11 +288,19 @@ class Daemon:
                 self.problems["crm"] = (
                     f"writes paused, {result.pending} pending: {result.paused_reason}"
                 )
-                log.warning(
+                # News once per reason (WARNING); the flushes that find it
+                # still paused are INFO.
+                first = self._crm_paused != result.paused_reason
+                self._crm_paused = result.paused_reason
+                log.log(
+                    logging.WARNING if first else logging.INFO,
                     "crm flush paused",
                     extra=kv(pending=result.pending, reason=result.paused_reason),
                 )
             else:
+                if self._crm_paused is not None:
+                    log.info("crm writes resumed", extra=kv(pending=result.pending))
+                self._crm_paused = None
                 self.problems.pop("crm", None)
             if result.written:
                 log.info(

@@ -191,3 +191,47 @@ def test_unreachable_salesforce_names_the_host(tmp_path: Path) -> None:
     assert "cannot reach Salesforce at 127.0.0.1: connection refused" in done.stdout
     for internal in ("HTTPConnectionPool", "NewConnectionError", "Max retries"):
         assert internal not in done.stdout + done.stderr
+
+
+def test_debug_shows_the_imap_protocol_steps(
+    tmp_path: Path, imap_user: ImapUser
+) -> None:
+    imap_user.append([OFFER.read_bytes()])
+    cfg = write_config(tmp_path, imap_user.imap_table())
+    done = run_mailsync("run", "--once", "-v", "--config", str(cfg))
+    assert done.returncode == 0, done.stderr
+    steps = [
+        line.split()[1]
+        for line in done.stderr.splitlines()
+        if line.startswith("DEBUG ") and "source=imap:imap" in line
+    ]
+    for step in ("connecting", "LOGIN", "logged", "SELECT", "UID"):
+        assert step in steps, done.stderr
+    assert steps.index("connecting") < steps.index("LOGIN") < steps.index("SELECT")
+    assert imap_user.password not in done.stderr
+
+
+def test_an_outage_is_a_warning_once_then_info(tmp_path: Path) -> None:
+    from conftest import start_mailsync, wait_for
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    table = (
+        f'[source.imap]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+        'username = "u"\npassword_env = "MAILSYNC_TEST_IMAP_PASSWORD"\n'
+    )
+    cfg = write_config(tmp_path, table)
+    log = tmp_path / "daemon.log"
+    proc = start_mailsync("run", "--config", str(cfg), log=log)
+    try:
+        wait_for(lambda: log.read_text().count("retrying in") >= 3, 30, "three retries")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    retries = [x for x in log.read_text().splitlines() if "retrying in" in x]
+    assert retries[0].startswith(
+        f"WARNING cannot reach IMAP server 127.0.0.1:{port}: connection refused;"
+    )
+    assert all(x.startswith("INFO cannot reach IMAP server") for x in retries[1:])
+    assert all("source=imap:imap attempt=" in x for x in retries)

@@ -153,11 +153,16 @@ class SqsSource:
     # -- receiving and deleting -------------------------------------------------
 
     def _receive(self, wait: int) -> list[dict[str, Any]]:
-        return api.receive(self.client, self.settings, wait)
+        messages = api.receive(self.client, self.settings, wait)
+        log.debug(
+            "ReceiveMessage", extra=kv(source=self.name, wait=wait, got=len(messages))
+        )
+        return messages
 
     def _delete(self, handles: list[tuple[str, str]]) -> None:
         """A failed delete only means a redelivery, which the ledger and the
         outbox absorb."""
+        log.debug("DeleteMessageBatch", extra=kv(source=self.name, count=len(handles)))
         api.delete(self.client, self.settings.queue_url, handles, self.name)
 
     # -- one batch ---------------------------------------------------------------

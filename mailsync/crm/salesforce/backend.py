@@ -372,6 +372,12 @@ def open_salesforce(
     refuses the credentials, `TransientError` when it cannot be reached."""
     args = login_arguments(settings)
     http = build_session(settings, session)
+    log.debug(
+        "Salesforce login auth=%s domain=%s endpoint_url=%s",
+        settings.auth,
+        args.get("domain"),
+        settings.endpoint_url or "-",
+    )
     try:
         sf = Salesforce(session=http, **args)
     except SalesforceAuthenticationFailed as exc:
@@ -388,6 +394,7 @@ def open_salesforce(
             f"{unreachable(exc, urlsplit(host).hostname or host)}; check "
             "[crm.salesforce] domain / endpoint_url and the network"
         ) from None
+    log.debug("Salesforce session opened instance=%s", sf.sf_instance)
     return SalesforceBackend(settings, sf)
 
 
