@@ -1,8 +1,11 @@
 """Command line: argument parsing and the mapping of errors to exit codes.
 
 Each subcommand lives in `mailsync.commands.<name>` as `run(args) -> int`.
-Expected errors (`MailsyncError`) print one line to stderr and exit with the
-error's code (2 for usage/configuration, 1 otherwise); no traceback.
+The common options (``--config``, ``-v``, ``-q``) are accepted before and
+after the command name; ``args.config`` is None when not given (the commands
+then use `mailsync.config.locate`). Expected errors (`MailsyncError`) print
+one line to stderr and exit with the error's code (2 for usage/configuration,
+1 otherwise); no traceback.
 """
 
 from __future__ import annotations
@@ -232,11 +235,12 @@ _DEFAULTS = {"config": None, "verbose": False, "quiet": False}
 
 def _verbosity(args: argparse.Namespace) -> None:
     """Apply -v/-q to logging, and with -v say which config file is used."""
-    if not (args.verbose or args.quiet):
-        return
     from mailsync import config, log
     from mailsync.config import LogSettings
 
+    if not (args.verbose or args.quiet):
+        log.set_level_override(None)  # nothing left over from an earlier call
+        return
     log.set_level_override("DEBUG" if args.verbose else "WARNING")
     log.configure(LogSettings())
     if args.verbose:
