@@ -4,7 +4,6 @@ secrets checked at start-up, exit codes for refused records."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -338,12 +337,17 @@ def test_plural() -> None:
     assert plural(1, "record") == "1 record" and plural(3, "record") == "3 records"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_check_reports_an_uncreatable_state_store(tmp_path: Path) -> None:
-    locked = tmp_path / "ro"
-    locked.mkdir(mode=0o500)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
     cfg = maildir_config(tmp_path)
-    cfg.write_text(cfg.read_text().replace(str(tmp_path), str(locked), 1))
+    state = f"{tmp_path}/state.sqlite3"
+    cfg.write_text(cfg.read_text().replace(state, f"{blocker}/state.sqlite3"))
     done = cli("check", "--config", str(cfg))
     assert done.returncode == 1
-    assert "cannot be created" in done.stdout
+    assert done.stdout.splitlines()[1] == (
+        f"FAIL state: {blocker}/state.sqlite3 does not exist and cannot be"
+        f" created: {blocker} is not a writable folder; fix [state] path or the"
+        " folder's permissions"
+    )
+    assert blocker.read_text() == ""
