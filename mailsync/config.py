@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from mailsync.errors import ConfigError
 
 DEFAULT_CONFIG = "config/mailsync.toml"
+SYSTEM_CONFIG = "/etc/mailsync/mailsync.toml"
 T = TypeVar("T")
 
 
@@ -226,9 +227,24 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
+def locate(given: Path | None = None) -> tuple[Path, str]:
+    """The config file to use and why, like other system daemons: `given`
+    (``--config``), else `$MAILSYNC_CONFIG`, else ``./config/mailsync.toml``
+    when it exists, else ``/etc/mailsync/mailsync.toml``."""
+    if given is not None:
+        return given, "--config"
+    env = os.environ.get("MAILSYNC_CONFIG")
+    if env:
+        return Path(env), "$MAILSYNC_CONFIG"
+    local = Path(DEFAULT_CONFIG)
+    if local.is_file():
+        return local, "the current directory"
+    return Path(SYSTEM_CONFIG), "the system default"
+
+
 def default_path() -> Path:
-    """`$MAILSYNC_CONFIG`, else `config/mailsync.toml`."""
-    return Path(os.environ.get("MAILSYNC_CONFIG") or DEFAULT_CONFIG)
+    """The config file when no ``--config`` is given (see `locate`)."""
+    return locate(None)[0]
 
 
 def load(path: Path | None = None) -> Settings:
@@ -522,8 +538,10 @@ def read_secret(*, env: str, file: str, what: str) -> str:
     """Return a secret from the environment variable `env` or the file `file`.
 
     A relative `file` is looked up in `$CREDENTIALS_DIRECTORY` first (systemd
-    `LoadCredential=`). Raise `ConfigError` saying which to set when neither
-    yields a value. The secret itself never appears in a message.
+    `LoadCredential=`), then in the current directory. Raise `ConfigError`
+    saying which to set when neither yields a value, naming every place looked
+    in; an empty file is an error naming the file. The secret itself never
+    appears in a message.
     """
     if file:
         candidates = [Path(file)]
@@ -532,22 +550,46 @@ def read_secret(*, env: str, file: str, what: str) -> str:
             candidates.insert(0, Path(cred_dir) / file)
         for candidate in candidates:
             if candidate.is_file():
-                return candidate.read_text(encoding="utf-8").strip()
-        raise ConfigError(f"{what}: secret file {file} not found")
+                try:
+                    value = candidate.read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError) as err:
+                    reason = getattr(err, "strerror", None) or "not UTF-8 text"
+                    raise ConfigError(
+                        f"{what}: secret file {candidate} cannot be read: {reason}"
+                    ) from None
+                if not value:
+                    raise ConfigError(
+                        f"{what}: secret file {candidate} is empty; write the "
+                        "secret into it"
+                    )
+                return value
+        looked = " and ".join(str(c.absolute()) for c in candidates)
+        hint = (
+            ""
+            if cred_dir or Path(file).is_absolute()
+            else " ($CREDENTIALS_DIRECTORY is not set: under systemd, add a "
+            "LoadCredential= line to the unit)"
+        )
+        raise ConfigError(
+            f"{what}: secret file {file} not found (looked for {looked}){hint}"
+        )
     if env:
-        value = os.environ.get(env)
-        if value:
-            return value
+        found = os.environ.get(env)
+        if found:
+            return found
         raise ConfigError(f"{what}: environment variable {env} is not set")
     raise ConfigError(f"{what}: set a *_env or *_file key for this secret")
 
 
-def warn_if_world_readable(path: Path | None) -> bool:
-    """Log a warning when the config file at `path` is readable by others.
+def warn_about_permissions(path: Path | None, settings: Settings | None = None) -> bool:
+    """Log a warning when the config file at `path` is unsafe; True if logged.
 
-    The file holds no secrets itself, but it names where they are and how the
-    CRM is reached; `chmod 640` (or 600) keeps it to the service's group.
-    Return True when the warning was logged.
+    The file holds no secrets (secret keys are refused; only names of env
+    vars and credential files are allowed), so it may be world-readable: the
+    service's dynamic user (``DynamicUser=yes``) has to read a root-owned
+    0644 file. Two things are unsafe: a file others can write (they could
+    point mailsync at another CRM or run a command), and a world-readable
+    file with a `token_command`, whose command line may carry a secret.
     """
     import logging
     import stat
@@ -558,12 +600,27 @@ def warn_if_world_readable(path: Path | None) -> bool:
         mode = path.stat().st_mode
     except OSError:
         return False
-    if not mode & stat.S_IROTH:
-        return False
-    logging.getLogger("mailsync.config").warning(
-        "config file %s is readable by every user (mode %s); run: chmod o-r %s",
-        path,
-        stat.filemode(mode),
-        path,
-    )
-    return True
+    warn = logging.getLogger("mailsync.config").warning
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        warn(
+            "config file %s can be changed by other users (mode %s); run: "
+            "chmod go-w %s",
+            path,
+            stat.filemode(mode),
+            path,
+        )
+        return True
+    commands = [s.name for s in (settings.imap if settings else ()) if s.token_command]
+    if mode & stat.S_IROTH and commands:
+        warn(
+            "config file %s is readable by every user (mode %s) and holds a "
+            "token_command (mailbox %s), whose arguments may be secret; let "
+            "the command read its secret from a credential file, or run: "
+            "chmod o-r %s",
+            path,
+            stat.filemode(mode),
+            commands[0],
+            path,
+        )
+        return True
+    return False

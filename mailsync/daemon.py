@@ -50,6 +50,7 @@ from mailsync.log import configure, kv
 from mailsync.metrics import start_metrics
 from mailsync.notify import sd_notify, watchdog_period
 from mailsync.pipeline import Pipeline
+from mailsync.preflight import check_secrets
 from mailsync.sources.base import PassResult
 from mailsync.sources.imap import ImapSource
 from mailsync.sources.imap_conn import AuthError
@@ -98,6 +99,8 @@ class Daemon:
         #: what is wrong right now, per worker ("imap:NAME", "sqs", "crm");
         #: shown in systemd's STATUS= and cleared when the part recovers
         self.problems: dict[str, str] = {}
+        #: the reason CRM writes are paused, as last logged (None: not paused)
+        self._crm_paused: str | None = None
 
     # -- signals ---------------------------------------------------------------
 
@@ -166,6 +169,7 @@ class Daemon:
     def _reload(self) -> None:
         try:
             new = config.load(self.path)
+            check_secrets(new)
         except ConfigError as err:
             log.error(f"config reload failed, keeping the running config: {err}")
             return
@@ -287,11 +291,19 @@ class Daemon:
                 self.problems["crm"] = (
                     f"writes paused, {result.pending} pending: {result.paused_reason}"
                 )
-                log.warning(
+                # News once per reason (WARNING); the flushes that find it
+                # still paused are INFO.
+                first = self._crm_paused != result.paused_reason
+                self._crm_paused = result.paused_reason
+                log.log(
+                    logging.WARNING if first else logging.INFO,
                     "crm flush paused",
                     extra=kv(pending=result.pending, reason=result.paused_reason),
                 )
             else:
+                if self._crm_paused is not None:
+                    log.info("crm writes resumed", extra=kv(pending=result.pending))
+                self._crm_paused = None
                 self.problems.pop("crm", None)
             if result.written:
                 log.info(
@@ -344,7 +356,7 @@ class Daemon:
                     if result.fetched or result.failed:
                         log.info(
                             "pass done",
-                            extra=kv(mailbox=source.name, **_counts(result)),
+                            extra=kv(source=source.name, **_counts(result)),
                         )
                     worker.beat = source.last_beat = time.monotonic()
                     timeout = (
@@ -361,16 +373,18 @@ class Daemon:
                     delay = backoff(attempt, auth=isinstance(err, AuthError))
                     self.problems[worker.name] = str(err)
                     ledger.source_error(source.name, str(err))
-                    log.error(
+                    # An outage is news once (WARNING); its retries are INFO.
+                    log.log(
+                        logging.WARNING if attempt == 1 else logging.INFO,
                         f"{err}; retrying in {delay:.0f} s",
-                        extra=kv(mailbox=source.name, attempt=attempt),
+                        extra=kv(source=source.name, attempt=attempt),
                     )
                     _sleep(delay, stop, worker)
                 except Exception as err:  # a bug must not end the mailbox's thread
                     source.close()
                     attempt += 1
                     log.exception(
-                        f"unexpected error: {err}", extra=kv(mailbox=source.name)
+                        f"unexpected error: {err}", extra=kv(source=source.name)
                     )
                     _sleep(backoff(attempt), stop, worker)
         finally:

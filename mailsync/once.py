@@ -4,7 +4,8 @@
 mailboxes, Maildir folders, the SQS queue); `run_once(settings)` runs one
 pass over each, then one outbox flush to the CRM, prints a one-line summary on
 stderr and returns 0 when everything is handled, 1 when an input failed (it
-stays pending in the ledger) or CRM writes remain in the outbox.
+stays pending in the ledger), the CRM refused a record (dead-lettered) or CRM
+writes remain in the outbox.
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ def run_once(settings: Settings, stop: threading.Event | None = None) -> int:
             f"mailsync: fetched {total.fetched}, synced {total.synced}"
             f" ({total.duplicates} duplicates), unrecognized {total.unrecognized},"
             f" rejected {total.rejected}, failed {total.failed}; CRM written"
-            f" {result.written}, pending {result.pending}"
+            f" {result.written}, refused {result.dead_lettered}, pending"
+            f" {result.pending}"
             + (f" (paused: {result.paused_reason})" if result.paused_reason else "")
             + (f"; {result.refused_note()}" if result.dead_lettered else "")
         ),
         file=sys.stderr,
     )
-    ok = not (source_failed or total.failed or result.pending)
+    # A record the CRM refused needs an admin: the pass did not fully succeed.
+    ok = not (source_failed or total.failed or result.pending or result.dead_lettered)
     return 0 if ok or stop.is_set() else 1

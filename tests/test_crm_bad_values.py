@@ -149,7 +149,7 @@ def test_huge_hostile_name_is_clamped_and_the_cancellation_lands(
     accepted, cancelled = inputs(tmp_path / "saved")
     assert replay(sf_config, accepted) == (
         0,
-        "replayed 1 inputs (1 new): 3 CRM records written, 0 refused, 0 pending",
+        "replayed 1 input (1 new): 3 CRM records written, 0 refused, 0 pending",
     )
     row = agreement(emulator)
     assert (row["Status__c"], row["Customer_Name__c"]) == ("Active", CLAMPED)
@@ -219,7 +219,7 @@ def test_missing_field_is_a_dead_letter_with_salesforces_reason(
     code, out = replay(sf_config, accepted)
     assert (code, out) == (
         1,
-        "replayed 1 inputs (1 new): 3 CRM records written, 1 refused, 0 pending"
+        "replayed 1 input (1 new): 3 CRM records written, 1 refused, 0 pending"
         " (the CRM lacks"
         " AWS_Agreement__c.Customer_Name__c: deploy config/salesforce"
         " (mailsync check lists what is missing))",

@@ -82,14 +82,11 @@ def test_input_is_the_path_as_given(tmp_path: Path) -> None:
 def test_unreadable_path_exits_2_and_the_others_still_print(tmp_path: Path) -> None:
     first = _copy(tmp_path, "sns/entitlement_updated.json")
     last = _copy(tmp_path, "eventbridge/license_deprovisioned.json")
-    result = _run(first, "missing.json", str(tmp_path), last, cwd=tmp_path)
+    result = _run(first, "missing.json", last, cwd=tmp_path)
     assert result.returncode == 2
     assert [row["input"] for row in _lines(result.stdout)] == [first, last]
     errors = result.stderr.splitlines()
-    assert errors == [
-        "mailsync: missing.json: no such file",
-        f"mailsync: {tmp_path}: is a directory, not a saved input",
-    ]
+    assert errors == ["mailsync: missing.json: no such file"]
     assert "Traceback" not in result.stderr
 
 
@@ -128,3 +125,39 @@ def test_non_ascii_is_written_as_utf8(tmp_path: Path) -> None:
     result = _run("o.json", cwd=tmp_path)
     assert "Müller GmbH – 3 Jahre" in result.stdout
     assert _lines(result.stdout)[0]["offer_name"] == "Müller GmbH – 3 Jahre"
+
+
+def test_folder_and_standard_input(tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    (saved / "sub").mkdir(parents=True)
+    (saved / "b.json").write_bytes((FIXTURES / "sns/subscribe_fail.json").read_bytes())
+    (saved / "sub" / "a.json").write_bytes(
+        (FIXTURES / "eventbridge/offer_released_cppo.json").read_bytes()
+    )
+    (saved / ".hidden.json").write_text("{}")
+    result = _run("saved", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = _lines(result.stdout)
+    assert [(r["input"], r["kind"]) for r in rows] == [
+        ("saved/b.json", "subscription.failed"),
+        ("saved/sub/a.json", "offer.released"),
+    ]
+    env = dict(os.environ)
+    env["MAILSYNC_CONFIG"] = str(tmp_path / "no-such-config.toml")
+    env["PYTHONPATH"] = str(REPO)
+    for fixture, kind in (
+        ("sns/subscribe_fail.json", "subscription.failed"),
+        ("email/offer.accepted/isv_public_plain_no_end_date.eml", "offer.accepted"),
+    ):
+        piped = subprocess.run(
+            [sys.executable, "-m", "mailsync", "parse", "-"],
+            input=(FIXTURES / fixture).read_bytes(),
+            capture_output=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        assert piped.returncode == 0, piped.stderr
+        row = json.loads(piped.stdout)
+        assert (row["input"], row["kind"]) == ("-", kind)

@@ -194,13 +194,17 @@ def test_dead_letter_listed_then_retried(tmp_path: Path) -> None:
         "RAISE(ABORT, 'FIELD_CUSTOM_VALIDATION_EXCEPTION: agreements need "
         "approval'); END"
     )
-    assert run_mailsync("run", "--once", "--config", str(cfg)).returncode == 0
+    # A record the CRM refused needs an admin: run --once exits 1 and its
+    # summary counts it.
+    once = run_mailsync("run", "--once", "--config", str(cfg))
+    assert once.returncode == 1, once.stderr
+    assert "CRM written 1, refused 1, pending 0" in once.stderr
 
     lines = ok("quarantine", "list", "--config", str(cfg)).splitlines()
     assert lines[:3] == [
         "quarantine is empty",
         "",
-        "CRM dead letters: 1 records refused by the CRM",
+        "CRM dead letters: 1 record refused by the CRM",
     ]
     assert lines[4].split()[:3] == [
         "AWS_Agreement__c",
@@ -222,8 +226,10 @@ def test_dead_letter_listed_then_retried(tmp_path: Path) -> None:
         "agreements need approval (since "
     )
 
-    out = ok("quarantine", "retry", "--dead-letters", "--config", str(cfg))
-    assert "CRM dead letters: 1 re-sent, 0 written, 1 refused again" in out
+    again = run_mailsync("quarantine", "retry", "--dead-letters", "--config", str(cfg))
+    assert again.returncode == 1, again.stderr  # refused again
+    assert "CRM: 0 records written, 0 events pending, 1 refused" in again.stdout
+    assert "CRM dead letters: 1 re-sent, 0 written, 1 refused again" in again.stdout
     assert records(cfg, "AWS_Agreement__c") == []
 
     crm.execute("DROP TRIGGER hold")

@@ -10,8 +10,6 @@ and CRM databases is then searched for the secrets.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from conftest import ImapUser, mailsync_env, run_mailsync
 from sfemu import Emulator
 
-from mailsync.config import warn_if_world_readable
+from mailsync.config import from_dict, warn_about_permissions
 
 IMAP_SECRET = "imap-Pw-7f3a9c1e-LEAK"
 SF_PASSWORD = "sf-Pw-2b8d4e6f-LEAK"
@@ -107,32 +105,54 @@ def test_no_secret_in_output_or_state(
         assert _leaks(db.read_bytes()) == [], db
 
 
-def test_world_readable_config_warns(
+def test_config_permission_warnings(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Root 0644 is the installed mode (the dynamic user must read it): no
+    warning. Others able to write it, or a world-readable token_command: a
+    warning that says what to run."""
     path = tmp_path / "mailsync.toml"
     path.write_text("")
-    path.chmod(0o640)
+    with_command = from_dict(
+        {
+            "source": {
+                "imap": {
+                    "host": "imap.example.com",
+                    "username": "u",
+                    "auth": "xoauth2",
+                    "token_command": "get-token --secret s3cr3t",
+                }
+            }
+        }
+    )
     with caplog.at_level(logging.WARNING, logger="mailsync.config"):
-        assert warn_if_world_readable(path) is False
         path.chmod(0o644)
-        assert warn_if_world_readable(path) is True
+        assert warn_about_permissions(path, from_dict({})) is False
+        assert warn_about_permissions(path) is False
+        path.chmod(0o640)
+        assert warn_about_permissions(path, with_command) is False
+        path.chmod(0o664)
+        assert warn_about_permissions(path) is True
+        path.chmod(0o644)
+        assert warn_about_permissions(path, with_command) is True
     assert [r.getMessage() for r in caplog.records] == [
-        f"config file {path} is readable by every user (mode -rw-r--r--); "
-        f"run: chmod o-r {path}"
+        f"config file {path} can be changed by other users (mode -rw-rw-r--); "
+        f"run: chmod go-w {path}",
+        f"config file {path} is readable by every user (mode -rw-r--r--) and "
+        "holds a token_command (mailbox imap), whose arguments may be secret; "
+        "let the command read its secret from a credential file, or run: "
+        f"chmod o-r {path}",
     ]
-    assert warn_if_world_readable(tmp_path / "missing.toml") is False
+    assert warn_about_permissions(tmp_path / "missing.toml") is False
 
 
-def test_run_command_warns_about_a_world_readable_config(
-    tmp_path: Path,
-) -> None:
+def test_run_command_warns_about_a_writable_config_only(tmp_path: Path) -> None:
     path = tmp_path / "mailsync.toml"
     path.write_text(f'[state]\npath = "{tmp_path}/state.sqlite3"\n')
-    path.chmod(0o644)
-    assert os.stat(path).st_mode & stat.S_IROTH
+    path.chmod(0o666)
     done = run_mailsync("run", "--once", "--config", str(path))
-    assert "is readable by every user" in done.stderr
-    path.chmod(0o600)
+    assert "can be changed by other users" in done.stderr
+    path.chmod(0o644)  # the README's install mode
     done = run_mailsync("run", "--once", "--config", str(path))
-    assert "is readable by every user" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr

@@ -18,6 +18,8 @@ from test_sqs_source import AGREEMENT, eventbridge
 
 from mailsync.cli import main
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def write_config(tmp_path: Path, moto: MotoServer, queue_url: str) -> Path:
     cfg = tmp_path / "mailsync.toml"
@@ -109,3 +111,70 @@ def test_parse_verifies_with_local_certificate(
     assert json.loads(capsys.readouterr().out)["trust"] == "unverified"
     assert main(["parse", "--require-trust", str(good)]) == 0
     assert json.loads(capsys.readouterr().out)["trust"] == "rejected"
+
+
+def test_unmapped_eventbridge_type_is_unrecognized_on_first_receive(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """A well-formed event of a detail-type mailsync does not map (which the
+    README's EventBridge rule forwards) is final at once: quarantined and
+    deleted on its first receive, no WARNING, exit 0."""
+    from conftest import mailsync_env, run_mailsync
+
+    queue = moto.queue("marketplace-events")
+    body = (FIXTURES / "eventbridge/negative_change_set_succeeded.json").read_text()
+    moto.client("sqs").send_message(QueueUrl=queue, MessageBody=body)
+    cfg = write_config(tmp_path, moto, queue)
+    env = mailsync_env()
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    done = run_mailsync("run", "--once", "--config", str(cfg), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr
+    assert "unrecognized 1, rejected 0, failed 0" in done.stderr
+    counts = moto.client("sqs").get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+        ],
+    )["Attributes"]
+    assert counts == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
+    listed = run_mailsync(
+        "quarantine", "list", "--format", "json", "--config", str(cfg)
+    )
+    [entry] = json.loads(listed.stdout)["quarantine"]
+    assert entry["outcome"] == "unrecognized"
+    assert "'Change Set Succeeded' is not mapped to a kind" in entry["reason"]
+
+
+def test_parse_honours_configured_topic_arns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A correctly signed message from a topic in `[source.sqs] topic_arns` is
+    verified by `parse --config` exactly as the daemon accepts it."""
+    topic = "arn:aws:sns:us-east-1:111122223333:my-marketplace-relay"
+    ca = SigningAuthority()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / CERT_URL.rsplit("/", 1)[1]).write_bytes(ca.pem)
+    signed = tmp_path / "relay.json"
+    signed.write_text(
+        json.dumps(ca.sign(notification(subscribe_success(), topic=topic)))
+    )
+    base = f'[security]\nsns_certificate_dir = "{certs}"\n'
+    plain = tmp_path / "plain.toml"
+    plain.write_text(base)
+    with_topic = tmp_path / "topics.toml"
+    with_topic.write_text(
+        base + f'[source.sqs]\nqueue_url = "https://sqs.example/q"\n'
+        f'topic_arns = ["{topic}"]\n'
+    )
+    assert main(["parse", "--config", str(plain), str(signed)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["trust"] == "rejected" and "topic" in row["reason"]
+    assert main(["--config", str(with_topic), "parse", str(signed)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["trust"], row["kind"]) == ("verified", "subscription.succeeded")

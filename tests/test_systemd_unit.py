@@ -74,3 +74,76 @@ def test_unit_has_the_required_settings():
         "LoadCredential=imap-password:/etc/mailsync/credentials/imap-password",
     ):
         assert line in text.splitlines(), line
+
+
+def test_unit_does_not_restart_on_a_config_error():
+    # exit 2 = configuration error (contract section 1): a restart cannot fix it
+    assert "RestartPreventExitStatus=2" in UNIT.read_text().splitlines()
+
+
+# Every config key that names a secret file (config.py), and its credential.
+SECRET_FILE_KEYS = {
+    ("source.imap", "password_file"),
+    ("source.imap", "ms365_secret_file"),
+    ("source.imap", "ms365_certificate_file"),
+    ("crm.salesforce", "password_file"),
+    ("crm.salesforce", "security_token_file"),
+    ("crm.salesforce", "consumer_secret_file"),
+    ("crm.salesforce", "private_key_file"),
+}
+
+
+def _readme_credentials() -> dict[str, tuple[str, str]]:
+    """credential name -> (table, key) from the README's credentials table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(
+        r"^\| `([a-z0-9-]+)` \| `\[([a-z.]+)\] ([a-z0-9_]+)` \|", readme, re.M
+    )
+    return {name: (table, key) for name, table, key in rows}
+
+
+def _script_credentials() -> set[str]:
+    script = (ROOT / "systemd" / "credentials-setup.sh").read_text()
+    names: set[str] = set()
+    for var in ("SECRETS", "KEYFILES"):
+        match = re.search(rf'^{var}="([^"]*)"$', script, re.M)
+        assert match, var
+        names.update(match.group(1).split())
+    return names
+
+
+def test_credentials_agree_in_unit_script_and_readme():
+    """The unit loads, the setup script creates and the README documents the
+    same credential files, one for every secret-file key the config has."""
+    unit = {
+        m.group(1): m.group(2)
+        for m in re.finditer(
+            r"^LoadCredential=([^:\s]+):(\S+)$", UNIT.read_text(), re.M
+        )
+    }
+    for name, path in unit.items():
+        assert path == f"/etc/mailsync/credentials/{name}", (name, path)
+    readme = _readme_credentials()
+    assert set(readme.values()) == SECRET_FILE_KEYS
+    assert set(unit) == set(readme) == _script_credentials()
+    assert len(unit) == len(SECRET_FILE_KEYS)
+
+
+def test_every_secret_file_key_is_a_config_key():
+    """SECRET_FILE_KEYS follows config.py: each key exists, and no *_file secret
+    key of the config is missing from it."""
+    from mailsync.config import ImapSettings, SalesforceSettings
+
+    fields = {
+        "source.imap": set(ImapSettings.__dataclass_fields__),
+        "crm.salesforce": set(SalesforceSettings.__dataclass_fields__),
+    }
+    for table, key in SECRET_FILE_KEYS:
+        assert key in fields[table], (table, key)
+    secret_files = {
+        (table, key)
+        for table, keys in fields.items()
+        for key in keys
+        if key.endswith("_file") and key != "ca_file"
+    }
+    assert secret_files == SECRET_FILE_KEYS

@@ -95,7 +95,12 @@ def serve(
                 delay = min(300, 2**attempt)
                 on_error(str(err))
                 if isinstance(err, TransientError):
-                    log.error(f"{err}; retrying in {delay} s")
+                    # An outage is news once (WARNING); its retries are INFO.
+                    log.log(
+                        logging.WARNING if attempt == 1 else logging.INFO,
+                        f"{err}; retrying in {delay} s",
+                        extra=kv(source=source.name, attempt=attempt),
+                    )
                 else:
                     log.exception(f"unexpected error: {err}")
                 for _ in range(delay):

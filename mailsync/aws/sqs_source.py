@@ -30,6 +30,7 @@ Outcomes go to the ledger under the source name and the SQS message ID.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -152,11 +153,16 @@ class SqsSource:
     # -- receiving and deleting -------------------------------------------------
 
     def _receive(self, wait: int) -> list[dict[str, Any]]:
-        return api.receive(self.client, self.settings, wait)
+        messages = api.receive(self.client, self.settings, wait)
+        log.debug(
+            "ReceiveMessage", extra=kv(source=self.name, wait=wait, got=len(messages))
+        )
+        return messages
 
     def _delete(self, handles: list[tuple[str, str]]) -> None:
         """A failed delete only means a redelivery, which the ledger and the
         outbox absorb."""
+        log.debug("DeleteMessageBatch", extra=kv(source=self.name, count=len(handles)))
         api.delete(self.client, self.settings.queue_url, handles, self.name)
 
     # -- one batch ---------------------------------------------------------------
@@ -220,6 +226,16 @@ class SqsSource:
                 result.unrecognized += 1
                 return True
             if not event.recognized:
+                if _json_object(body):
+                    # Well formed, just not something mailsync maps (an
+                    # EventBridge "Change Set Succeeded" the README's rule
+                    # forwards): the same bytes give the same answer on every
+                    # receive, so it is final now; quarantine and delete.
+                    result.unrecognized += 1
+                    self._record(
+                        key, event.source_id, digest, L.UNRECOGNIZED, event.reason, raw
+                    )
+                    return True
                 return self._poison(key, digest, raw, receives, event.reason, result)
             if self.enrich is not None:
                 event = self.enrich(event)
@@ -335,7 +351,9 @@ class SqsSource:
             raw=raw,
             input_kind="json",
         )
-        level = logging.INFO if outcome == L.SYNCED else logging.WARNING
+        # Levels by meaning (as for mail): failed and rejected need a look;
+        # synced and unrecognized (quarantined, nothing is wrong) are INFO.
+        level = logging.WARNING if outcome in (L.FAILED, L.REJECTED) else logging.INFO
         log.log(level, outcome, extra=kv(source=self.name, key=key, reason=reason))
 
 
@@ -352,3 +370,12 @@ def _sent_at(attrs: Mapping[str, Any]) -> datetime | None:
     if millis < 0:
         return None
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _json_object(body: str) -> bool:
+    """True when `body` is a JSON object (a well-formed message mailsync did
+    not map), False for anything unparseable (kept for `max_receives`)."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        return False

@@ -1,10 +1,15 @@
 """`mailsync parse PATH...` (contract section 1).
 
 Prints one JSON object per input, in input order, as JSON Lines on stdout:
-`{"input": PATH, **event.to_json()}` with `PATH` exactly as given. A path that
-cannot be read gets a one-line message on stderr (and no output line); the
-others are still printed, and the exit code is then 2, else 0. Needs no
-configuration, no state and no network.
+`{"input": PATH, **event.to_json()}` with `PATH` exactly as given. A folder
+stands for its files (sorted, recursively, hidden ones skipped, as `replay`
+reads it), each with its path under the folder as given; ``-`` is standard
+input. A path that cannot be read gets a one-line message on stderr (and no
+output line); the others are still printed, and the exit code is then 2,
+else 0. Needs no configuration, no state and no network; with a config
+(``--config``, or the default one when it exists) its ``[security]
+sns_certificate_dir`` and ``[source.sqs] topic_arns`` decide SNS trust as the
+daemon does.
 
 `apply_trust(event, raw, path)` is the single place where a trust decision is
 made for a parsed input; with `--require-trust` every event that is not
@@ -16,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mailsync import config
 from mailsync.errors import ConfigError, InputError
 from mailsync.event import Channel, Event, Trust
-from mailsync.parsers.files import parse_bytes, read_input
+from mailsync.parsers.files import files_in, parse_bytes, read_input
 from mailsync.security.sns_verify import saved_input_verdict
 from mailsync.textsafe import dumps, escape
 
@@ -40,6 +46,7 @@ def apply_trust(
     *,
     require_trust: bool = False,
     sns_certificate_dir: str | None = None,
+    topic_arns: Sequence[str] = (),
 ) -> Event:
     """`event` with its trust decided for the saved input `raw` at `path`.
 
@@ -50,7 +57,7 @@ def apply_trust(
     if event.channel is Channel.SNS:
         # SNS signatures are checked when the certificate is at hand locally
         # (`[security] sns_certificate_dir`); parse never downloads.
-        verdict = saved_input_verdict(raw, sns_certificate_dir)
+        verdict = saved_input_verdict(raw, sns_certificate_dir, topic_arns)
         if verdict is not None and verdict.trust is Trust.VERIFIED:
             event = event.replace(trust=Trust.VERIFIED)
         elif verdict is not None and verdict.trust is Trust.REJECTED:
@@ -68,37 +75,59 @@ def apply_trust(
 def run(args: argparse.Namespace) -> int:
     """Parse every path in `args.paths`; see the module docstring."""
     require_trust = bool(getattr(args, "require_trust", False))
-    cert_dir = _sns_certificate_dir(getattr(args, "config", None))
+    cert_dir, topics = _sns_trust(getattr(args, "config", None))
     code = 0
-    for given in args.paths:
-        path = Path(given)
+    for given, path in _inputs(args.paths):
         try:
-            raw = read_input(path)
+            raw = sys.stdin.buffer.read() if path is None else read_input(path)
         except InputError as err:
             sys.stdout.flush()  # keep stdout and stderr in input order on a tty
             print(f"mailsync: {escape(err)}", file=sys.stderr)
             code = err.exit_code
             continue
-        event = parse_bytes(raw, name=path.name)
+        name = "" if path is None else path.name
+        event = parse_bytes(raw, name=name)
         event = apply_trust(
-            event, raw, path, require_trust=require_trust, sns_certificate_dir=cert_dir
+            event,
+            raw,
+            path or Path("-"),
+            require_trust=require_trust,
+            sns_certificate_dir=cert_dir,
+            topic_arns=topics,
         )
-        _emit({"input": str(given), **event.to_json()})
+        _emit({"input": given, **event.to_json()})
     return code
 
 
-def _sns_certificate_dir(given: Path | None) -> str | None:
-    """`[security] sns_certificate_dir` from `--config`, else from the default
-    config when it exists and is valid; parse needs no config at all."""
+def _inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
+    """(input as shown, path or None for standard input), folders expanded."""
+    for given in paths:
+        if given == "-":
+            yield given, None
+            continue
+        path = Path(given)
+        if path.is_dir():
+            for child in files_in(path):
+                yield str(child), child
+        else:
+            yield given, path
+
+
+def _sns_trust(given: Path | None) -> tuple[str | None, tuple[str, ...]]:
+    """`[security] sns_certificate_dir` and `[source.sqs] topic_arns` from
+    `--config`, else from the default config when it exists and is valid;
+    parse needs no config at all."""
     path = given or config.default_path()
     if given is None and not path.is_file():
-        return None
+        return None, ()
     try:
-        return config.load(path).security.sns_certificate_dir or None
+        settings = config.load(path)
     except ConfigError:
         if given is not None:
             raise
-        return None
+        return None, ()
+    topics = settings.sqs.topic_arns if settings.sqs else ()
+    return settings.security.sns_certificate_dir or None, topics
 
 
 def _emit(obj: dict[str, object]) -> None:

@@ -9,8 +9,8 @@
   --dead-letters`` (alone or with ID / --all) queues every dead letter and
   flushes. Exit 0 when every entry got a final outcome (synced, or still
   unrecognized / rejected with its new reason) and nothing waits for the CRM;
-  1 when a retry hit a temporary failure or CRM writes remain pending; 2 for
-  a wrong ID or arguments.
+  1 when a retry hit a temporary failure, the CRM refused a record (again) or
+  CRM writes remain pending; 2 for a wrong ID or arguments.
 
 The mailbox is never touched: an IMAP message in the quarantine folder stays
 there; the ledger alone records that it was synced.
@@ -30,6 +30,7 @@ from mailsync.ledger import SYNCED
 from mailsync.quarantine import KEPT, SKIPPED, Entry, Retried, Retrier, entries, get
 from mailsync.statedb import open_db
 from mailsync.textsafe import dumps, escape
+from mailsync.wording import plural
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +63,7 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
         print(dumps(out, indent=2))
         return 0
     if open_entries:
-        print(f"quarantine: {len(open_entries)} entries")
+        print(f"quarantine: {plural(len(open_entries), 'entry', 'entries')}")
         _table(
             ("ID", "WHEN", "SOURCE", "KEY", "INPUT", "OUTCOME", "WHAT", "REASON"),
             [
@@ -82,7 +83,7 @@ def _list(conn: sqlite3.Connection, fmt: str) -> int:
     else:
         print("quarantine is empty")
     if dead:
-        print(f"\nCRM dead letters: {len(dead)} records refused by the CRM")
+        print(f"\nCRM dead letters: {plural(len(dead), 'record')} refused by the CRM")
         _table(
             ("OBJECT", "EXTERNAL ID", "ERROR", "WHEN", "ATTEMPTS", "CRM MESSAGE"),
             [
@@ -172,7 +173,8 @@ def _retry(
     finally:
         sync.close()
     ok = all(r.handled for r in results) and (
-        flush is None or (not flush.pending and not flush.paused_reason)
+        flush is None
+        or (not flush.pending and not flush.paused_reason and not flush.dead_lettered)
     )
     return 0 if ok else 1
 
@@ -219,9 +221,10 @@ def _summary(results: Sequence[Retried]) -> str:
 
 
 def _flush_line(flush: FlushResult) -> str:
-    line = f"CRM: {flush.records} records written, {flush.pending} events pending" + (
-        f", {flush.refused_note()}" if flush.dead_lettered else ""
-    )
+    line = (
+        f"CRM: {plural(flush.records, 'record')} written,"
+        f" {plural(flush.pending, 'event')} pending"
+    ) + (f", {flush.refused_note()}" if flush.dead_lettered else "")
     if flush.paused_reason:
         line += f" (not written: {flush.paused_reason})"
     return line

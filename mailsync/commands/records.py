@@ -38,17 +38,27 @@ def run(args: argparse.Namespace) -> int:
     settings = config.load(args.config)
     objects = _objects(args.object)
     mapping = crm_mapping(settings)
-    backend = make_backend(settings)
-    try:
-        rows = {
-            obj: [
-                _logical(obj, mapping.from_crm(obj, r))
-                for r in backend.fetch_all(mapping.obj(obj))
-            ]
-            for obj in objects
-        }
-    finally:
-        backend.close()
+    crm_file = settings.crm.sqlite_path
+    if settings.crm.backend == "sqlite" and not crm_file.exists():
+        # Read-only: an empty answer, never a new file.
+        print(
+            f"mailsync: no records yet: {crm_file} does not exist; `mailsync run`"
+            " creates it",
+            file=sys.stderr,
+        )
+        rows: dict[str, list[dict[str, Any]]] = {obj: [] for obj in objects}
+    else:
+        backend = make_backend(settings)
+        try:
+            rows = {
+                obj: [
+                    _logical(obj, mapping.from_crm(obj, r))
+                    for r in backend.fetch_all(mapping.obj(obj))
+                ]
+                for obj in objects
+            }
+        finally:
+            backend.close()
     out = sys.stdout
     if args.format == "json":
         flat = [{"object": obj, **json_fields(r)} for obj in objects for r in rows[obj]]
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 def _objects(name: str | None) -> tuple[str, ...]:
     if name is None:
         return m.OBJECTS
+    name = next((o for o in m.OBJECTS if o.casefold() == name.casefold()), name)
     if name not in m.OBJECTS:
         raise InputError(
             f"unknown OBJECT {name!r}; valid objects: {', '.join(m.OBJECTS)}"

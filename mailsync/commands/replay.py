@@ -18,7 +18,7 @@ import argparse
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from mailsync import config
@@ -29,8 +29,10 @@ from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, StateError
 from mailsync.event import Channel, Event, Trust
+from mailsync.parsers.files import files_in
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
+from mailsync.wording import plural
 
 
 def expand(paths: Sequence[str]) -> list[Path]:
@@ -40,22 +42,12 @@ def expand(paths: Sequence[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            out.extend(_files(path))
+            out.extend(files_in(path))
         elif path.exists():
             out.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
     return out
-
-
-def _files(folder: Path) -> Iterator[Path]:
-    for child in sorted(folder.iterdir()):
-        if child.name.startswith("."):
-            continue
-        if child.is_dir():
-            yield from _files(child)
-        elif child.is_file():
-            yield child
 
 
 def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, Event]]:
@@ -135,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         return 1 if result.paused_reason else 0
     print(
         escape(
-            f"replayed {len(events)} inputs ({new} new): {result.records} CRM records "
-            f"written, {result.dead_lettered} refused, {result.pending} pending"
+            f"replayed {plural(len(events), 'input')} ({new} new):"
+            f" {plural(result.records, 'CRM record')} written,"
+            f" {result.dead_lettered} refused, {result.pending} pending"
             + (f" ({result.deploy_hint()})" if result.missing_fields else "")
             + (f"; {result.paused_reason}" if result.paused_reason else "")
         )

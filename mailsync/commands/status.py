@@ -2,7 +2,8 @@
 
 Per source: the checkpoint, counts processed / quarantined / failed (retried),
 last success and last error; then the CRM side (`CrmSync.status()`: backend,
-pending writes, dead letters, API usage). Reads only the state store.
+pending writes, dead letters, API usage). Reads only the state store, and
+when there is none yet says so instead of creating it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from mailsync.textsafe import escape
 
 def run(args: argparse.Namespace) -> int:
     settings = config.load(args.config or config.default_path())
+    if not settings.state.path.exists():  # read-only: never create it
+        print(
+            f"no state yet: {settings.state.path} does not exist; `mailsync run`"
+            " creates it"
+        )
+        return 0
     conn = open_db(settings.state.path)
     try:
         statuses = {s.source: s for s in Ledger(conn).statuses()}

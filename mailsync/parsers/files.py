@@ -2,6 +2,8 @@
 
 Exports:
 
+- `files_in(folder)`: the files under a folder (sorted, recursive, hidden
+  ones skipped), as `parse` and `replay` read a folder.
 - `read_input(path) -> bytes`: the file's bytes; `InputError` naming the path
   and the reason when it cannot be read (missing, a directory, no permission).
 - `parse_bytes(raw, *, name="") -> Event`: dispatch by the name's extension
@@ -14,6 +16,7 @@ Only an unreadable file raises; unusable content is an `unrecognized` event.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from mailsync.errors import InputError, ParseError
@@ -21,7 +24,18 @@ from mailsync.event import Channel, Event
 from mailsync.parsers import parse_email
 from mailsync.parsers.json_input import parse_json
 
-__all__ = ["parse_bytes", "parse_path", "read_input"]
+__all__ = ["files_in", "parse_bytes", "parse_path", "read_input"]
+
+
+def files_in(folder: Path) -> Iterator[Path]:
+    """The files under `folder`, sorted, recursively, hidden ones skipped."""
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            yield from files_in(child)
+        elif child.is_file():
+            yield child
 
 
 def read_input(path: Path) -> bytes:

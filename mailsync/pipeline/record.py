@@ -102,7 +102,9 @@ def record(
         source, key, message_id, digest, outcome, reason, raw=raw, input_kind=kind
     )
     metrics.outcome(source, outcome)
-    level = logging.WARNING if outcome == L.FAILED else logging.INFO
+    # Levels by meaning: a failure or an input refused as untrusted needs a
+    # look (WARNING); synced and unrecognized (not Marketplace mail) are news.
+    level = logging.WARNING if outcome in (L.FAILED, L.REJECTED) else logging.INFO
     log.log(
         level,
         outcome,

@@ -97,6 +97,7 @@ class ImapSource:
             ):
                 if folder and not client.folder_exists(folder):
                     client.create_folder(folder)
+            log.debug("SELECT", extra=kv(source=self.name, folder=self.settings.folder))
             info = client.select_folder(self.settings.folder)
         except NET_ERRORS as err:
             client.shutdown()
@@ -114,14 +115,14 @@ class ImapSource:
                 log.warning(
                     "UIDVALIDITY changed; rescanning the folder",
                     extra=kv(
-                        mailbox=self.name, old=state.uidvalidity, new=self.uidvalidity
+                        source=self.name, old=state.uidvalidity, new=self.uidvalidity
                     ),
                 )
             ledger.set_mailbox(self.name, self.uidvalidity, 0)
         log.info(
             "connected",
             extra=kv(
-                mailbox=self.name,
+                source=self.name,
                 uidvalidity=self.uidvalidity,
                 keywords=self.keywords_ok,
             ),
@@ -157,6 +158,9 @@ class ImapSource:
     def _candidates(self, client: IMAPClient) -> list[int]:
         checkpoint = self.pipeline.ledger.mailbox(self.name).checkpoint
         found = {int(u) for u in client.search(["UID", f"{checkpoint + 1}:*"])}
+        log.debug(
+            "UID SEARCH", extra=kv(source=self.name, since=checkpoint, found=len(found))
+        )
         new = {u for u in found if u > checkpoint}  # "n:*" always matches the last
         prefix = f"{self.uidvalidity}:"
         retry = {

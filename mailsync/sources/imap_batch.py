@@ -48,6 +48,7 @@ class ImapSource(Protocol):
 
     def beat(self) -> None: ...
 
+
 log = logging.getLogger(__name__)
 
 QUARANTINE_KEYWORD = "$MailsyncQuarantined"
@@ -170,7 +171,7 @@ class BatchLoop:
             if raw is None:
                 self.ledger.record(src.name, key, None, "", FAILED, NO_BODY.reason)
                 early[uid] = NO_BODY
-                log.warning("fetch without body", extra=kv(mailbox=src.name, uid=uid))
+                log.warning("fetch without body", extra=kv(source=src.name, uid=uid))
                 continue
             self.result.fetched += 1
             items.append(Item(key, raw, f"{src.name}/{key}"))

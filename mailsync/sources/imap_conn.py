@@ -16,6 +16,7 @@ Secrets and tokens are never logged or put in error messages.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import ssl
 import subprocess
@@ -27,6 +28,10 @@ from imapclient.imapclient import SocketTimeout
 
 from mailsync.config import ImapSettings, read_secret
 from mailsync.errors import ConfigError, TransientError
+from mailsync.log import kv
+from mailsync.neterrors import describe, server_text
+
+log = logging.getLogger(__name__)
 
 MS365_SCOPE = "https://outlook.office365.com/.default"
 
@@ -145,6 +150,8 @@ def connect(settings: ImapSettings) -> IMAPClient:
     )
     where = f"{settings.host}:{settings.port}"
     client: IMAPClient | None = None
+    name = f"imap:{settings.name}"
+    log.debug("connecting", extra=kv(source=name, host=where, tls=settings.tls))
     try:
         client = IMAPClient(
             settings.host,
@@ -154,20 +161,21 @@ def connect(settings: ImapSettings) -> IMAPClient:
             timeout=timeout,
         )
         if settings.tls == "starttls":
+            log.debug("STARTTLS", extra=kv(source=name))
             client.starttls(ssl_context(settings))
+        log.debug(
+            "LOGIN" if settings.auth == "password" else "AUTHENTICATE XOAUTH2",
+            extra=kv(source=name, username=settings.username),
+        )
         if settings.auth == "password":
             client.login(settings.username, secret)
         else:
             client.oauth2_login(settings.username, secret)
     except LoginError as err:
         _close(client)
-        text = (
-            err.args[0].decode()
-            if err.args and isinstance(err.args[0], bytes)
-            else str(err)
-        )
+        text = server_text(err.args[0] if err.args else err)
         raise AuthError(
-            f"IMAP login to {where} as {settings.username} refused ({text.strip()});"
+            f"IMAP login to {where} as {settings.username} refused ({text});"
             " check the password/token and [source.imap] username"
         ) from None
     except ssl.SSLCertVerificationError as err:
@@ -176,9 +184,18 @@ def connect(settings: ImapSettings) -> IMAPClient:
             f"TLS certificate of {where} not trusted ({err.verify_message}); set "
             "[source.imap] ca_file to the server's CA"
         ) from None
-    except (OSError, IMAPClient.Error) as err:
+    except OSError as err:
         _close(client)
-        raise TransientError(f"cannot reach IMAP server {where}: {err}") from None
+        reason = describe(
+            err, "check [source.imap] tls and port (implicit: 993, starttls: 143)"
+        )
+        raise TransientError(f"cannot reach IMAP server {where}: {reason}") from None
+    except IMAPClient.Error as err:
+        _close(client)
+        raise TransientError(
+            f"IMAP server {where} refused the session: {server_text(err)}"
+        ) from None
+    log.debug("logged in", extra=kv(source=name, host=where))
     return client
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
@@ -49,7 +50,9 @@ from mailsync.crm.salesforce.errors import (
     Refused,
     ReloginLimit,
     Retry,
+    auth_text,
     classify,
+    unreachable,
 )
 from mailsync.errors import ConfigError, TransientError
 from mailsync.sources.base import CheckLine
@@ -413,23 +416,29 @@ def open_salesforce(
     refuses the credentials, `TransientError` when it cannot be reached."""
     args = login_arguments(settings)
     http = build_session(settings, session)
+    log.debug(
+        "Salesforce login auth=%s domain=%s endpoint_url=%s",
+        settings.auth,
+        args.get("domain"),
+        settings.endpoint_url or "-",
+    )
     try:
         sf = Salesforce(session=http, **args)
     except SalesforceAuthenticationFailed as exc:
         if str(exc.code) in BAD_LOGIN_CODES:
             raise ConfigError(
                 f"[crm.salesforce] Salesforce refused the {settings.auth} login "
-                f"({exc.code}: {exc.message}); check username, consumer_key, "
+                f"({auth_text(exc)}); check username, consumer_key, "
                 "domain and the secrets"
             ) from None
-        raise TransientError(
-            f"Salesforce login failed ({exc.code}: {exc.message})"
-        ) from None
+        raise TransientError(f"Salesforce login failed ({auth_text(exc)})") from None
     except requests.exceptions.RequestException as exc:
+        host = settings.endpoint_url or f"{settings.domain or 'login'}.salesforce.com"
         raise TransientError(
-            f"cannot reach Salesforce ({type(exc).__name__}); check "
+            f"{unreachable(exc, urlsplit(host).hostname or host)}; check "
             "[crm.salesforce] domain / endpoint_url and the network"
         ) from None
+    log.debug("Salesforce session opened instance=%s", sf.sf_instance)
     return SalesforceBackend(settings, sf)
 
 

@@ -18,6 +18,7 @@ https://developer.salesforce.com/docs/platform/api-rest/guide/errorcodes.html):
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce.exceptions import (
@@ -26,6 +27,7 @@ from simple_salesforce.exceptions import (
 )
 
 from mailsync.errors import CrmPausedError, TransientError
+from mailsync.neterrors import describe
 
 #: Item or request error codes that succeed when simply tried again.
 RETRYABLE_CODES = frozenset(
@@ -88,9 +90,7 @@ def classify(exc: BaseException, what: str) -> BaseException:
             "integration user's session and IP settings"
         )
     if isinstance(exc, SalesforceAuthenticationFailed):
-        return TransientError(
-            f"Salesforce {what}: login failed ({exc.code}: {exc.message})"
-        )
+        return TransientError(f"Salesforce {what}: login failed ({auth_text(exc)})")
     if isinstance(exc, SalesforceError):
         code, message = error_detail(exc)
         if code in LIMIT_CODES or exc.status == 429:
@@ -108,10 +108,30 @@ def classify(exc: BaseException, what: str) -> BaseException:
         # these when the body is HTML or an object (an edge proxy answering).
         return Retry(f"unreadable answer from Salesforce ({type(exc).__name__})")
     if isinstance(exc, requests.exceptions.ConnectionError | requests.Timeout):
-        return Retry(f"cannot reach Salesforce ({type(exc).__name__})")
+        return Retry(unreachable(exc))
     if isinstance(exc, RecursionError):
         return TransientError(f"Salesforce {what}: re-login loop stopped")
     return exc
+
+
+def auth_text(exc: SalesforceAuthenticationFailed) -> str:
+    """``CODE: Salesforce's own message`` of a refused login. (The exception's
+    ``message`` attribute is simple-salesforce's unformatted template
+    "Authentication failed. Response content: {content}"; the reason
+    Salesforce gave is in ``auth_message``.)"""
+    text = getattr(exc, "auth_message", None) or _short(exc.content)
+    return f"{exc.code}: {text}" if exc.code else text or "no reason given"
+
+
+def unreachable(exc: BaseException, fallback_host: str = "") -> str:
+    """ "cannot reach Salesforce at HOST: reason" for a connection failure,
+    with the host the request went to and no urllib3 reprs."""
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None) or ""
+    host = urlsplit(url).hostname if url else None
+    where = host or fallback_host
+    reason = describe(exc, "check the scheme and port of [crm.salesforce] endpoint_url")
+    return f"cannot reach Salesforce{f' at {where}' if where else ''}: {reason}"
 
 
 def _short(content: Any) -> str:
