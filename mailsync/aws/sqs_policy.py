@@ -181,3 +181,29 @@ def confirmation(envelope: Mapping[str, Any]) -> Confirmation:
         reason=reason,
         raw=json.dumps(envelope).encode("utf-8"),
     )
+
+
+class SavedInputChecker:
+    """The live SQS checks for saved JSON inputs (`mailsync replay`).
+
+    A saved SNS envelope or EventBridge event gets exactly the admission a
+    delivery on the queue gets (`admit_json` with `[source.sqs]`, or its
+    defaults when the table is absent: signatures verified, the Marketplace
+    topics, no raw delivery, the default EventBridge sources), and its
+    certificate comes from `[security] sns_certificate_dir` or a download.
+    """
+
+    def __init__(self, settings: SqsSettings | None, certificate_dir: str) -> None:
+        self.settings = settings or SqsSettings(queue_url="")
+        self.verifier = SnsVerifier(
+            topic_arns=self.settings.topic_arns,
+            certificate_dir=certificate_dir or None,
+        )
+
+    def check(self, raw: bytes) -> Event:
+        """The admitted event of one saved JSON input; `RejectedError` for a
+        failed check, `TransientError` when a certificate cannot be had now."""
+        event = admit_json(raw, self.settings, self.verifier)
+        if isinstance(event, Confirmation):
+            return Event.unrecognized(event.reason)
+        return event

@@ -99,6 +99,7 @@ class CertificateUnavailableError(MailsyncError):
 class CertificateFetchError(TransientError):
     """The signing certificate could not be downloaded (now, or recently)."""
 
+
 #: Seconds a failed certificate download is remembered (negative cache).
 FAILURE_TTL = 300.0
 
@@ -316,7 +317,6 @@ class SnsVerifier:
         with self._lock:
             self._cache[url] = cert
         return cert
-
 
     def _download(self, url: str) -> bytes:
         """Fetch `url` unless it failed within `failure_ttl`; remember a failure."""
