@@ -138,15 +138,15 @@ def test_eventbridge_event_inside_an_sns_notification_meets_the_event_policy(
     moto: MotoServer, state: sqlite3.Connection, ca: SigningAuthority
 ) -> None:
     env = Env(moto, state, ca, verify_signatures=False)
-    env.send(notification(eventbridge(account="999999999999")))  # type: ignore[arg-type]
-    env.send(notification(eventbridge()))  # type: ignore[arg-type]
+    env.send(notification(eventbridge(account="999999999999")))
+    env.send(notification(eventbridge()))
     result = env.run()
     assert (result.rejected, result.synced) == (0, 2)  # no account list set
     env = Env(
         moto, state, ca, verify_signatures=False, eventbridge_accounts=("123456789012",)
     )
-    env.send(notification(eventbridge(account="999999999999")))  # type: ignore[arg-type]
-    env.send(notification(eventbridge()))  # type: ignore[arg-type]
+    env.send(notification(eventbridge(account="999999999999")))
+    env.send(notification(eventbridge()))
     result = env.run()
     assert (result.rejected, result.synced) == (1, 1)
     assert "eventbridge_accounts" in env.quarantine()[0][1]
