@@ -5,8 +5,9 @@ sorted by name) through the full pipeline as if they had just arrived: parse,
 the email trust check or, for SNS and EventBridge JSON, the admission checks
 of the SQS source (`[source.sqs]` signature, topic, age, raw-delivery and
 EventBridge policy, with `[security] sns_certificate_dir`), the outbox (a
-delivery already seen is dropped), then a CRM flush with the merge rules. Unrecognized and rejected inputs are reported
-on stderr and never reach the CRM.
+delivery already seen is dropped), then a CRM flush with the merge rules.
+Unrecognized and rejected inputs are reported on stderr and never reach the
+CRM.
 
 `--dry-run` runs the same pipeline against an in-memory copy of the state
 store and a backend that only records writes, then prints each CRM write it
