@@ -4,7 +4,8 @@ Several modules keep tables in it (the ledger and checkpoints, the outbox, the
 quarantine, dead letters); each creates its own tables with `CREATE TABLE IF NOT
 EXISTS` through `ensure()`. Writes use `synchronous=FULL` so that a committed
 transaction survives a power cut: the daemon marks mail processed only after
-such a commit. Any `sqlite3` failure to open or write becomes a `StateError`.
+such a commit. The file (and its WAL/SHM files, and folders it creates) is
+private to the mailsync user whatever the umask (`mailsync.fileperms`). Any `sqlite3` failure to open or write becomes a `StateError`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mailsync.errors import StateError
+from mailsync.fileperms import private_sqlite
 
 
 def open_db(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the SQLite file at `path`; raise `StateError`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)  # raw mail and deal data: 0600, folders 0700
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

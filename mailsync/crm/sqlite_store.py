@@ -21,6 +21,7 @@ from typing import Any
 from mailsync.crm import mapping as m
 from mailsync.crm.backend import WriteResult
 from mailsync.errors import StateError, TransientError
+from mailsync.fileperms import private_sqlite
 from mailsync.sources.base import CheckLine
 
 #: Salesforce-like key prefixes, so `Id`s say which object they belong to.
@@ -61,7 +62,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(path)  # deal data: 0600, folders 0700 (any umask)
             self.conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None
             )
