@@ -5,7 +5,8 @@ quarantine, dead letters); each creates its own tables with `CREATE TABLE IF NOT
 EXISTS` through `ensure()`. Writes use `synchronous=FULL` so that a committed
 transaction survives a power cut: the daemon marks mail processed only after
 such a commit. The file (and its WAL/SHM files, and folders it creates) is
-private to the mailsync user whatever the umask (`mailsync.fileperms`). Any `sqlite3` failure to open or write becomes a `StateError`.
+private to the mailsync user whatever the umask (`mailsync.fileperms`).
+Any `sqlite3` failure to open or write becomes a `StateError`.
 """
 
 from __future__ import annotations
