@@ -36,7 +36,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.errors import StateError
+from mailsync.redact import safe_error
 from mailsync.statedb import atomic, ensure
+
+#: Ledger and quarantine reasons are cut to this many characters.
+REASON_CHARS = 1000
 
 SYNCED = "synced"
 UNRECOGNIZED = "unrecognized"
@@ -220,6 +224,8 @@ class Ledger:
         """Store the outcome of one input; quarantine unrecognized/rejected."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
+        if reason is not None:  # may quote an error body: no credentials
+            reason = safe_error(reason, REASON_CHARS)
         ts = now()
         try:
             with atomic(self.conn, "ledger_record"):
@@ -345,7 +351,7 @@ class Ledger:
             "INSERT INTO source_status (source, last_error, last_error_at)"
             " VALUES (?,?,?) ON CONFLICT (source) DO UPDATE SET"
             " last_error=excluded.last_error, last_error_at=excluded.last_error_at",
-            (name, " ".join(message.split()), now()),
+            (name, safe_error(message), now()),
         )
 
     def statuses(self) -> list[SourceStatus]:

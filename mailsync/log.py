@@ -3,7 +3,8 @@
 Text lines are ``LEVEL message key=value ...`` with no timestamp (journald adds
 its own); ``[log] format = "json"`` gives one JSON object per line instead.
 Context goes in through ``extra=kv(mailbox=..., uid=...)``. Callers must never
-pass secrets as context: only names of env vars or files, never their values.
+pass secrets as context: only names of env vars or files, never their values;
+credentials quoted by an error body are redacted here anyway (`mailsync.redact`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from typing import Any
 
 from mailsync.config import LogSettings
+from mailsync.redact import redact
 
 _CTX = "ctx"
 
@@ -24,7 +26,7 @@ def kv(**fields: Any) -> dict[str, Any]:
 
 
 def _fmt_value(value: Any) -> str:
-    text = str(value)
+    text = redact(str(value))
     if not text or any(c in text for c in ' "=\n\t'):
         return json.dumps(text)
     return text
@@ -34,7 +36,7 @@ class TextFormatter(logging.Formatter):
     """``LEVEL message key=value ...``; an exception adds only its one-line text."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.levelname, " ".join(record.getMessage().split())]
+        parts = [record.levelname, " ".join(redact(record.getMessage()).split())]
         ctx: dict[str, Any] = getattr(record, _CTX, None) or {}
         parts += [f"{k}={_fmt_value(v)}" for k, v in ctx.items() if v is not None]
         if record.exc_info and record.exc_info[1] is not None:
@@ -49,12 +51,18 @@ class JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         ctx: dict[str, Any] = getattr(record, _CTX, None) or {}
-        out.update({k: v for k, v in ctx.items() if v is not None})
+        out.update(
+            {
+                k: redact(v) if isinstance(v, str) else v
+                for k, v in ctx.items()
+                if v is not None
+            }
+        )
         if record.exc_info and record.exc_info[1] is not None:
-            out["error"] = str(record.exc_info[1])
+            out["error"] = redact(str(record.exc_info[1]))
         return json.dumps(out, default=str)
 
 

@@ -14,6 +14,7 @@ from mailsync import config
 from mailsync.aws import sqs
 from mailsync.crm.sync import CrmSync
 from mailsync.ledger import Ledger, SourceStatus
+from mailsync.redact import redact
 from mailsync.statedb import open_db
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             for d in value.get("latest", []):
                 print(
                     f"    - {d['object']} {d['external_id']}: "
-                    f"{d['error_code'] or '-'}: {d['message'] or '-'} "
+                    f"{d['error_code'] or '-'}: {redact(d['message'] or '-')} "
                     f"(since {d['created_at']}; retry with "
                     "`mailsync quarantine retry --dead-letters`)"
                 )
@@ -64,7 +65,7 @@ def _crm_value(key: str, value: Any) -> str:
         if "used" in value and "max" in value:
             return f"{value['used']} of {value['max']} daily API calls"
         return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
+    return redact(str(value))  # stored before redaction existed, perhaps
 
 
 def _print_source(name: str, s: SourceStatus | None) -> None:
@@ -82,5 +83,5 @@ def _print_source(name: str, s: SourceStatus | None) -> None:
     print(f"  quarantined: {s.quarantined}")
     print(f"  failed, will retry: {c['failed']}")
     print(f"  last success: {s.last_success or '-'}")
-    err = f"{s.last_error} (at {s.last_error_at})" if s.last_error else "-"
+    err = f"{redact(s.last_error)} (at {s.last_error_at})" if s.last_error else "-"
     print(f"  last error: {err}")
