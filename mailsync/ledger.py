@@ -37,7 +37,7 @@ from typing import Any
 
 from mailsync.errors import StateError
 from mailsync.redact import safe_error
-from mailsync.statedb import atomic, ensure
+from mailsync.statedb import atomic, committed, ensure, rolled_back
 
 #: Ledger and quarantine reasons are cut to this many characters.
 REASON_CHARS = 1000
@@ -167,6 +167,7 @@ class Batch:
         except sqlite3.Error as err:
             self._rollback()
             raise StateError(f"ledger commit failed: {err}") from None
+        committed(self.conn)  # now the batch's outcomes may be logged
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
@@ -174,6 +175,7 @@ class Batch:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the error being raised says more
+        rolled_back(self.conn)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.nested:

@@ -11,8 +11,10 @@ Any `sqlite3` failure to open or write becomes a `StateError`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +37,44 @@ def open_db(path: Path) -> sqlite3.Connection:
             "exists, is writable and the disk is not full"
         ) from None
     return conn
+
+
+# Actions waiting for the commit of a connection's open transaction, keyed by
+# id(conn); the connection is held too, so its id cannot be reused meanwhile.
+_PENDING: dict[int, tuple[sqlite3.Connection, list[Callable[[], None]]]] = {}
+_PENDING_LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def after_commit(conn: sqlite3.Connection, action: Callable[[], None]) -> None:
+    """Run `action` once what `conn` wrote so far is durable: now when no
+    transaction is open, else after its COMMIT (`atomic`, `Ledger.batch`);
+    dropped if the transaction is rolled back. So a log line such as
+    "synced" is only written for an outcome that survived (a full disk fails
+    the COMMIT, not the INSERT)."""
+    if not conn.in_transaction:
+        action()
+        return
+    with _PENDING_LOCK:
+        _PENDING.setdefault(id(conn), (conn, []))[1].append(action)
+
+
+def committed(conn: sqlite3.Connection) -> None:
+    """`conn` committed: run its `after_commit` actions (call after COMMIT)."""
+    with _PENDING_LOCK:
+        entry = _PENDING.pop(id(conn), None)
+    for action in entry[1] if entry else ():
+        try:
+            action()
+        except Exception:  # a log or metric must not undo a durable commit
+            _log.exception("after-commit action failed")
+
+
+def rolled_back(conn: sqlite3.Connection) -> int:
+    """`conn` rolled back: drop its `after_commit` actions; how many."""
+    with _PENDING_LOCK:
+        entry = _PENDING.pop(id(conn), None)
+    return len(entry[1]) if entry else 0
 
 
 def ensure(conn: sqlite3.Connection, ddl: str) -> None:
@@ -79,8 +119,14 @@ def atomic(conn: sqlite3.Connection, name: str = "mailsync") -> Iterator[None]:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the original error says more
+        rolled_back(conn)
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        rolled_back(conn)
+        raise
+    committed(conn)
 
 
 def explain(message: str, path: Path) -> str:
