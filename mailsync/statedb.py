@@ -132,8 +132,8 @@ def atomic(conn: sqlite3.Connection, name: str = "mailsync") -> Iterator[None]:
 def explain(message: str, path: Path) -> str:
     """One line for a state-store failure: the path, what happened and what to
     fix (the daemon stops on it rather than lose track of mail it handled)."""
-    if str(path) in message:
-        return message  # already says where and what (see `open_db`)
+    if str(path) in message or "[crm.sqlite] path" in message:
+        return message  # already says where and what (`open_db`, the CRM file)
     low = message.lower()
     if "full" in low or "no space" in low:
         hint = "the disk holding it is full: free space there or move [state] path"
