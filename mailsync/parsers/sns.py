@@ -31,7 +31,7 @@ from typing import Any
 
 from mailsync.errors import ParseError
 from mailsync.event import Channel, Event, Kind, Trust
-from mailsync.parsers.jsonload import load_json
+from mailsync.parsers.jsonload import TooDeepError, load_json
 
 __all__ = [
     "ACTION_KINDS",
@@ -144,8 +144,11 @@ def unwrap_envelope(obj: object) -> tuple[dict[str, Any] | None, dict[str, Any]]
     if isinstance(message, str):
         try:
             message = load_json(message)
-        except ParseError as err:
+        except TooDeepError as err:
             raise ParseError(f"SNS Message is not JSON ({err})") from None
+        except ParseError as err:  # the decoder's own words, as before
+            detail = str(err).removeprefix("not valid JSON ")
+            raise ParseError(f"SNS Message is not JSON {detail}") from None
     if not isinstance(message, Mapping):
         raise ParseError("SNS Message does not hold a JSON object")
     return envelope, dict(message)
