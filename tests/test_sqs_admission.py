@@ -416,3 +416,19 @@ def test_replay_of_a_raw_message_follows_raw_delivery(
     assert main(["replay", "--config", str(cfg), str(path)]) == 0
     assert "replayed 1 inputs (1 new)" in capsys.readouterr().out
     assert SUB_TOPIC  # the Marketplace topic the genuine inputs name
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ('{"a": [1, {"b": "[[[{{{"}]}', 3),  # brackets in strings do not count
+        ('["\\"[[["]', 1),  # nor after an escaped quote
+        ("[" * 1_000_000, 65),  # counting stops past the bound
+        ('"' + '\\"' * 500_000, 0),  # an unclosed string of escapes: one scan
+        (json.dumps({"Body": "[" * 1_000_000}), 1),
+    ],
+)
+def test_depth_scan_is_exact_and_linear(text: str, depth: int) -> None:
+    from mailsync.parsers.jsonload import json_depth
+
+    assert json_depth(text) == depth
