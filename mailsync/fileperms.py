@@ -25,6 +25,7 @@ __all__ = ["FILE_MODE", "FOLDER_MODE", "private_dirs", "private_sqlite"]
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 _SIDE_FILES = ("-wal", "-shm", "-journal")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def private_dirs(folder: Path) -> None:
@@ -51,16 +52,21 @@ def private_sqlite(path: Path) -> None:
     if str(path) == ":memory:" or str(path).startswith("file:"):
         return
     private_dirs(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    # Never open (and so close) an existing database file here: closing any
+    # descriptor of a file drops every POSIX lock this process holds on it,
+    # including those of SQLite connections already using it (sqlite.org,
+    # "How To Corrupt An SQLite Database File", section 2.2). Only a file
+    # that does not exist yet is created (O_EXCL), and modes are changed by
+    # path.
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_IMODE(mode) & 0o077:
-            os.fchmod(fd, stat.S_IMODE(mode) & 0o700)
-    finally:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, FILE_MODE)  # the umask filtered the creation mode
         os.close(fd)
-    for suffix in _SIDE_FILES:
-        side = path.with_name(path.name + suffix)
+    for target in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
         with contextlib.suppress(FileNotFoundError, PermissionError):
-            mode = side.stat().st_mode
-            if stat.S_IMODE(mode) & 0o077:
-                os.chmod(side, stat.S_IMODE(mode) & 0o700)
+            mode = stat.S_IMODE(target.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(target, mode & 0o700)

@@ -91,3 +91,37 @@ def test_replay_run_creates_private_files(tmp_path: Path) -> None:
     assert mode(base) == 0o700
     for name in made:
         assert mode(base / name) == 0o600, name
+
+
+def count_elsewhere(path: Path) -> str:
+    """Open the store in another process, count the rows, close it (the close
+    of what it takes to be the last connection checkpoints and removes the
+    WAL)."""
+    probe = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        "print(c.execute('SELECT count(*) FROM t').fetchone()[0])\n"
+        "c.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True
+    )
+    return done.stdout.strip() + done.stderr
+
+
+def test_opening_again_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
+    """Preparing an existing database must not open and close it: closing a
+    descriptor drops this process's POSIX locks on the file, those of open
+    SQLite connections too. Another process then takes itself for the last
+    user, removes the WAL, and later commits of this process go to a deleted
+    file (lost)."""
+    path = tmp_path / "state.sqlite3"
+    first = open_db(path)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("INSERT INTO t VALUES (1)")
+    second = open_db(path)  # another job of the daemon opens the store
+    assert count_elsewhere(path) == "1"
+    first.execute("INSERT INTO t VALUES (2)")  # committed (autocommit)
+    assert count_elsewhere(path) == "2"
+    first.close()
+    second.close()
