@@ -147,6 +147,7 @@ class SqsSettings:
     visibility_timeout: int = 120
     max_receives: int = 5
     poll_interval: int = 1
+    max_message_age_days: int = 30  # older SNS Timestamps are stale; 0 = off
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,10 @@ def _sqs(s: _Section) -> SqsSettings:
         visibility_timeout=s.integer("visibility_timeout", 120),
         max_receives=s.integer("max_receives", 5),
         poll_interval=s.integer("poll_interval", 1),
+        max_message_age_days=s.integer("max_message_age_days", 30),
     )
+    if out.max_message_age_days < 0:
+        raise s.error("max_message_age_days", "must be 0 (no limit) or more days")
     if not 0 <= out.wait_time_seconds <= 20:
         raise s.error("wait_time_seconds", "must be between 0 and 20 (SQS limit)")
     s.finish()

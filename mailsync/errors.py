@@ -8,6 +8,7 @@
 - `TransientError`: a source or the CRM is down; back off, retry, mark nothing.
 - `CrmRecordError`: the CRM refused one record; dead-letter it, batch goes on.
 - `StateError`: the state store cannot be written; stop, lose nothing.
+  `CrmStoreError`: the same for the embedded CRM file, named as such.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class CrmRecordError(MailsyncError):
 
 class StateError(MailsyncError):
     """The state store cannot be read or written; the daemon must stop."""
+
+
+class CrmStoreError(StateError):
+    """The embedded CRM file (`[crm.sqlite] path`) is unusable (damaged, not
+    a database, cannot be created); the message names that file, not the
+    state store. The daemon stops; the outbox keeps the pending events."""
 
 
 class CrmPausedError(TransientError):

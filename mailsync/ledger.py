@@ -36,7 +36,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.errors import StateError
-from mailsync.statedb import atomic, ensure
+from mailsync.redact import safe_error
+from mailsync.statedb import atomic, committed, ensure, rolled_back
+
+#: Ledger and quarantine reasons are cut to this many characters.
+REASON_CHARS = 1000
 
 SYNCED = "synced"
 UNRECOGNIZED = "unrecognized"
@@ -163,6 +167,7 @@ class Batch:
         except sqlite3.Error as err:
             self._rollback()
             raise StateError(f"ledger commit failed: {err}") from None
+        committed(self.conn)  # now the batch's outcomes may be logged
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
@@ -170,6 +175,7 @@ class Batch:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the error being raised says more
+        rolled_back(self.conn)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.nested:
@@ -220,6 +226,8 @@ class Ledger:
         """Store the outcome of one input; quarantine unrecognized/rejected."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
+        if reason is not None:  # may quote an error body: no credentials
+            reason = safe_error(reason, REASON_CHARS)
         ts = now()
         try:
             with atomic(self.conn, "ledger_record"):
@@ -345,7 +353,7 @@ class Ledger:
             "INSERT INTO source_status (source, last_error, last_error_at)"
             " VALUES (?,?,?) ON CONFLICT (source) DO UPDATE SET"
             " last_error=excluded.last_error, last_error_at=excluded.last_error_at",
-            (name, " ".join(message.split()), now()),
+            (name, safe_error(message), now()),
         )
 
     def statuses(self) -> list[SourceStatus]:

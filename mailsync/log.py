@@ -10,7 +10,8 @@ Both are one line per record with no raw control character: text lines escape
 them (`mailsync.textsafe.escape`), JSON escapes every non-ASCII character.
 Context goes in through ``extra=kv(source=..., uid=...)`` (``source=`` names the
 source everywhere). Callers must never
-pass secrets as context: only names of env vars or files, never their values.
+pass secrets as context: only names of env vars or files, never their values;
+credentials quoted by an error body are redacted here anyway (`mailsync.redact`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from typing import Any
 
 from mailsync.config import LogSettings
+from mailsync.redact import redact
 from mailsync.textsafe import escape
 
 _CTX = "ctx"
@@ -36,8 +38,9 @@ def kv(**fields: Any) -> dict[str, Any]:
 def _fmt_value(value: Any) -> str:
     """A value as is, or double-quoted when it holds a space, ``"``, ``=``, a
     backslash or a control character (``\\`` and ``\\"`` inside; each
-    control character shown as ``\\xNN``, as in every other output)."""
-    text = str(value)
+    control character shown as ``\\xNN``, as in every other output);
+    credentials quoted by an error body redacted first."""
+    text = redact(str(value))
     if not text or any(c in text for c in ' "=\\') or escape(text) != text:
         return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
@@ -48,8 +51,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # Messages quote strangers' text (subjects, IDs, names): one line,
-        # every control character escaped (mailsync.textsafe).
-        parts = [record.levelname, escape(" ".join(record.getMessage().split()))]
+        # credentials redacted, every control character escaped (textsafe).
+        message = redact(record.getMessage())
+        parts = [record.levelname, escape(" ".join(message.split()))]
         ctx: dict[str, Any] = getattr(record, _CTX, None) or {}
         parts += [f"{k}={_fmt_value(v)}" for k, v in ctx.items() if v is not None]
         if record.exc_info and record.exc_info[1] is not None:
@@ -64,12 +68,18 @@ class JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         ctx: dict[str, Any] = getattr(record, _CTX, None) or {}
-        out.update({k: v for k, v in ctx.items() if v is not None})
+        out.update(
+            {
+                k: redact(v) if isinstance(v, str) else v
+                for k, v in ctx.items()
+                if v is not None
+            }
+        )
         if record.exc_info and record.exc_info[1] is not None:
-            out["error"] = str(record.exc_info[1])
+            out["error"] = redact(str(record.exc_info[1]))
         return json.dumps(out, default=str)
 
 

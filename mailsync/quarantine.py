@@ -12,8 +12,9 @@ the reason. This module reads those entries and re-runs them:
 
   * email: `Pipeline.evaluate` (size limit, parsers, DKIM and sender policy,
     exactly as the daemon does);
-  * json (an SQS body): `sqs_policy.admit` (SNS signature, EventBridge
-    allow-lists; needs `[source.sqs]`), `parse_json`, then enrichment when on.
+  * json (an SQS body): `sqs_policy.admit_json` (wrappers off, then SNS
+    signature, topics, age, EventBridge allow-lists on the object parsed;
+    needs `[source.sqs]`), then enrichment when on.
 
   A recognized, trusted event is submitted to the outbox (which drops a
   delivery it has seen before, by Message-ID / SNS MessageId / EventBridge id),
@@ -34,7 +35,6 @@ message moved to the IMAP quarantine folder stays there.
 from __future__ import annotations
 
 import email.policy
-import json
 import sqlite3
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -43,9 +43,10 @@ from typing import Any
 from mailsync import ledger as L
 from mailsync.config import Settings
 from mailsync.crm.outbox import Outbox
-from mailsync.errors import RejectedError, StateError, TransientError
+from mailsync.errors import ParseError, RejectedError, StateError, TransientError
 from mailsync.event import Event, Trust
 from mailsync.ledger import Ledger
+from mailsync.parsers.jsonload import load_json
 from mailsync.pipeline import Pipeline
 from mailsync.security.limits import check_size
 
@@ -120,8 +121,8 @@ class Entry:
 
 def _json_id(raw: bytes | None) -> str | None:
     try:
-        obj = json.loads(raw or b"")
-    except ValueError:
+        obj = load_json((raw or b"").decode("utf-8", "replace"))
+    except ParseError:
         return None
     if not isinstance(obj, dict):
         return None
@@ -245,8 +246,7 @@ class Retrier:
 
     def _evaluate_json(self, key: str, raw: bytes) -> Event:
         """An SQS body, with the SQS source's own trust decision (`admit`)."""
-        from mailsync.aws.sqs_policy import Confirmation, admit
-        from mailsync.parsers.json_input import parse_json
+        from mailsync.aws.sqs_policy import Confirmation, admit_json
 
         sqs = self.settings.sqs
         if sqs is None:
@@ -256,16 +256,13 @@ class Retrier:
             )
         verifier, enrich = self._sqs_tools()
         body = raw.decode("utf-8", errors="replace")
-        verdict = admit(body, sqs, verifier)
-        if isinstance(verdict, Confirmation):
-            return Event.unrecognized(verdict.reason)
-        event = parse_json(body)
+        event = admit_json(body, sqs, verifier)
+        if isinstance(event, Confirmation):
+            return Event.unrecognized(event.reason)
         if not event.recognized:
             return event
         # The same extra delivery ID the SQS source gives (raw messages).
-        event = event.replace(
-            trust=verdict, dedupe_ids=(*event.dedupe_ids, f"sqs:{key}")
-        )
+        event = event.replace(dedupe_ids=(*event.dedupe_ids, f"sqs:{key}"))
         return enrich(event) if enrich is not None else event
 
     def _sqs_tools(self) -> tuple[Any, Any]:

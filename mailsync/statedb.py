@@ -4,23 +4,28 @@ Several modules keep tables in it (the ledger and checkpoints, the outbox, the
 quarantine, dead letters); each creates its own tables with `CREATE TABLE IF NOT
 EXISTS` through `ensure()`. Writes use `synchronous=FULL` so that a committed
 transaction survives a power cut: the daemon marks mail processed only after
-such a commit. Any `sqlite3` failure to open or write becomes a `StateError`.
+such a commit. The file (and its WAL/SHM files, and folders it creates) is
+private to the mailsync user whatever the umask (`mailsync.fileperms`).
+Any `sqlite3` failure to open or write becomes a `StateError`.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mailsync.errors import StateError
+from mailsync.fileperms import private_sqlite
 
 
 def open_db(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the SQLite file at `path`; raise `StateError`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)  # raw mail and deal data: 0600, folders 0700
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -32,6 +37,44 @@ def open_db(path: Path) -> sqlite3.Connection:
             "exists, is writable and the disk is not full"
         ) from None
     return conn
+
+
+# Actions waiting for the commit of a connection's open transaction, keyed by
+# id(conn); the connection is held too, so its id cannot be reused meanwhile.
+_PENDING: dict[int, tuple[sqlite3.Connection, list[Callable[[], None]]]] = {}
+_PENDING_LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def after_commit(conn: sqlite3.Connection, action: Callable[[], None]) -> None:
+    """Run `action` once what `conn` wrote so far is durable: now when no
+    transaction is open, else after its COMMIT (`atomic`, `Ledger.batch`);
+    dropped if the transaction is rolled back. So a log line such as
+    "synced" is only written for an outcome that survived (a full disk fails
+    the COMMIT, not the INSERT)."""
+    if not conn.in_transaction:
+        action()
+        return
+    with _PENDING_LOCK:
+        _PENDING.setdefault(id(conn), (conn, []))[1].append(action)
+
+
+def committed(conn: sqlite3.Connection) -> None:
+    """`conn` committed: run its `after_commit` actions (call after COMMIT)."""
+    with _PENDING_LOCK:
+        entry = _PENDING.pop(id(conn), None)
+    for action in entry[1] if entry else ():
+        try:
+            action()
+        except Exception:  # a log or metric must not undo a durable commit
+            _log.exception("after-commit action failed")
+
+
+def rolled_back(conn: sqlite3.Connection) -> int:
+    """`conn` rolled back: drop its `after_commit` actions; how many."""
+    with _PENDING_LOCK:
+        entry = _PENDING.pop(id(conn), None)
+    return len(entry[1]) if entry else 0
 
 
 def ensure(conn: sqlite3.Connection, ddl: str) -> None:
@@ -76,15 +119,21 @@ def atomic(conn: sqlite3.Connection, name: str = "mailsync") -> Iterator[None]:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # the original error says more
+        rolled_back(conn)
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        rolled_back(conn)
+        raise
+    committed(conn)
 
 
 def explain(message: str, path: Path) -> str:
     """One line for a state-store failure: the path, what happened and what to
     fix (the daemon stops on it rather than lose track of mail it handled)."""
-    if str(path) in message:
-        return message  # already says where and what (see `open_db`)
+    if str(path) in message or "[crm.sqlite] path" in message:
+        return message  # already says where and what (`open_db`, the CRM file)
     low = message.lower()
     if "full" in low or "no space" in low:
         hint = "the disk holding it is full: free space there or move [state] path"

@@ -159,7 +159,7 @@ def test_self_nested_wrappers_stop() -> None:
         (b"\xff\xfe{}", "JSON input is not UTF-8"),
         (b"[1, 2]", "JSON input is a list"),
         (b"", "not valid JSON"),
-        (b"[" * 100000, "JSON nested too deeply"),
+        (b"[" * 100000, "JSON nested deeper than 64 levels"),
         (b'{"a": 1}', "JSON object is not an SNS message"),
     ],
 )

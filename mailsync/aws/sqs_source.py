@@ -3,7 +3,9 @@ EventBridge events (built and run by `mailsync.aws.sqs`).
 
 One pass receives batches of up to 10 messages (long polling), and for each:
 
-1. Each body is checked by `sqs_policy.admit`: SNS envelopes by
+1. Each body is checked and parsed by `sqs_policy.admit_json` (after taking
+   off any SQS / Lambda wrapper, so the checks judge what is parsed): SNS
+   envelopes by
    `SnsVerifier` (signature, certificate, topic) unless
    `verify_signatures = false` (then `trust = unverified`); bare raw-delivery
    messages are accepted only with `raw_delivery = true` (`unverified`);
@@ -13,14 +15,16 @@ One pass receives batches of up to 10 messages (long polling), and for each:
 2. SNS subscription confirmations are never confirmed: logged with the topic
    ARN and SubscribeURL host, recorded (quarantine, so an operator can confirm
    by hand) and deleted.
-3. `parse_json(body, sqs_sent_at=SentTimestamp)`, then enrichment, then
+3. The parsed event (`sqs_sent_at=SentTimestamp`), then enrichment, then
    `sink.submit`. The message is deleted only after `submit` returned (the
    event is durable in the outbox). Redeliveries are dropped by the outbox on
    SNS `MessageId` / EventBridge `id` and `detail.requestId`, and on the SQS
    message ID (raw messages have no ID of their own).
 4. A message that cannot be parsed, or whose processing fails, stays in the
    queue and is retried; once `ApproximateReceiveCount` reaches `max_receives`
-   it is quarantined with its body and deleted (a poison message).
+   it is quarantined with its body and deleted (a poison message). An SNS
+   signing certificate that cannot be downloaded counts the same way, so a
+   forged envelope naming a missing certificate is not retried forever.
 
 While a batch is processed, a heartbeat thread keeps extending the visibility
 timeout of its unfinished messages so a slow batch is not redelivered.
@@ -40,15 +44,14 @@ from typing import Any
 from mailsync import ledger as L
 from mailsync.aws import sqs_client as api
 from mailsync.aws.sqs_client import make_client, queue_counts
-from mailsync.aws.sqs_policy import Confirmation, admit
+from mailsync.aws.sqs_policy import Confirmation, admit_json
 from mailsync.config import SecuritySettings, SqsSettings
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import RejectedError, StateError, TransientError
 from mailsync.event import Event
 from mailsync.ledger import Ledger
 from mailsync.log import kv
-from mailsync.parsers.json_input import parse_json
-from mailsync.security.sns_verify import SnsVerifier
+from mailsync.security.sns_verify import CertificateFetchError, SnsVerifier
 from mailsync.sink import Sink
 from mailsync.sources.base import CheckLine, PassResult
 
@@ -246,6 +249,8 @@ class SqsSource:
             return True
         except StateError:
             raise
+        except CertificateFetchError as err:
+            return self._poison(key, digest, raw, receives, str(err), result)
         except TransientError as err:
             result.failed += 1
             result.errors.append(str(err))
@@ -276,17 +281,14 @@ class SqsSource:
 
     def _event(self, body: str, sent_at: datetime | None, key: str) -> Event | None:
         """The checked event for one body (None for a subscription confirmation);
-        raise `RejectedError` for a failed check (`sqs_policy.admit`)."""
-        verdict = admit(body, self.settings, self.verifier)
-        if isinstance(verdict, Confirmation):
-            self._confirmation(verdict, key)
+        raise `RejectedError` for a failed check (`sqs_policy.admit_json`)."""
+        event = admit_json(body, self.settings, self.verifier, sqs_sent_at=sent_at)
+        if isinstance(event, Confirmation):
+            self._confirmation(event, key)
             return None
-        event = parse_json(body, sqs_sent_at=sent_at)
         if not event.recognized:
             return event
-        return event.replace(
-            trust=verdict, dedupe_ids=(*event.dedupe_ids, f"sqs:{key}")
-        )
+        return event.replace(dedupe_ids=(*event.dedupe_ids, f"sqs:{key}"))
 
     def _confirmation(self, found: Confirmation, key: str) -> None:
         log.warning(

@@ -21,6 +21,7 @@ from mailsync.errors import MailsyncError
 from mailsync.ledger import Ledger
 from mailsync.once import build_sources
 from mailsync.pipeline import Pipeline
+from mailsync.redact import safe_error
 from mailsync.sources.base import CheckLine
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
@@ -99,5 +100,6 @@ def _creatable(path: Path) -> str | None:
 
 def _print(lines: list[CheckLine]) -> int:
     for line in lines:
-        print(escape(f"{'ok  ' if line.ok else 'FAIL'} {line.name}: {line.detail}"))
+        detail = safe_error(line.detail, 1000)  # an endpoint's echo, redacted
+        print(escape(f"{'ok  ' if line.ok else 'FAIL'} {line.name}: {detail}"))
     return 0 if all(line.ok for line in lines) else 1

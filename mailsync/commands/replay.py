@@ -2,14 +2,19 @@
 
 Pushes saved inputs (`.eml` / `.json`; a directory means the files in it,
 sorted by name) through the full pipeline as if they had just arrived: parse,
-the email trust check, the outbox (a delivery already seen is dropped), then a
-CRM flush with the merge rules. Unrecognized and rejected inputs are reported
-on stderr and never reach the CRM.
+the email trust check or, for SNS and EventBridge JSON, the admission checks
+of the SQS source (`[source.sqs]` signature, topic, age, raw-delivery and
+EventBridge policy, with `[security] sns_certificate_dir`), the outbox (a
+delivery already seen is dropped), then a CRM flush with the merge rules.
+Unrecognized and rejected inputs are reported on stderr and never reach the
+CRM.
 
 `--dry-run` runs the same pipeline against an in-memory copy of the state
 store and a backend that only records writes, then prints each CRM write it
 would make as JSON Lines (``{"object", "external_id", "fields"}``, money as
-two-decimal strings); it writes nothing to the CRM or the state store.
+two-decimal strings); it writes nothing to the CRM or the state store. Each
+input that would be rejected or is unrecognized is named on stderr with the
+reason, in both modes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from mailsync.config import Settings
 from mailsync.crm.backend import CrmBackend
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
-from mailsync.errors import InputError, StateError
+from mailsync.errors import InputError, RejectedError, StateError, TransientError
 from mailsync.event import Channel, Event, Trust
 from mailsync.parsers.files import files_in
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
 from mailsync.wording import plural
+
+#: Channels that arrive on the queue: replayed with the SQS source's checks.
+_QUEUE_CHANNELS = (Channel.SNS, Channel.EVENTBRIDGE)
 
 
 def expand(paths: Sequence[str]) -> list[Path]:
@@ -52,15 +60,25 @@ def expand(paths: Sequence[str]) -> list[Path]:
 
 def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, Event]]:
     """Parse and trust-check each input; report and drop the unusable ones."""
+    from mailsync.aws.sqs_policy import SavedInputChecker
     from mailsync.parsers.files import parse_bytes, read_input
     from mailsync.security.email_trust import check_email
 
+    queue = SavedInputChecker(settings.sqs, settings.security.sns_certificate_dir)
     out = []
     for path in paths:
         raw = read_input(path)
         event = parse_bytes(raw, name=path.name)
         if event.recognized and event.channel is Channel.EMAIL:
             event = check_email(raw, event, settings.security)
+        elif event.recognized and event.channel in _QUEUE_CHANNELS:
+            try:
+                event = queue.check(raw)
+            except RejectedError as err:
+                event = event.rejected(str(err))
+            except TransientError as err:
+                print(f"{path}: not checked, skipped: {err}", file=sys.stderr)
+                continue
         if not event.recognized:
             print(escape(f"{path}: unrecognized: {event.reason}"), file=sys.stderr)
         elif event.trust is Trust.REJECTED:

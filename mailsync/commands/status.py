@@ -15,6 +15,7 @@ from mailsync import config
 from mailsync.aws import sqs
 from mailsync.crm.sync import CrmSync
 from mailsync.ledger import Ledger, SourceStatus
+from mailsync.redact import redact
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     escape(
                         f"    - {d['object']} {d['external_id']}: "
-                        f"{d['error_code'] or '-'}: {d['message'] or '-'} "
+                        f"{d['error_code'] or '-'}: {redact(d['message'] or '-')} "
                         f"(since {d['created_at']}; retry with "
                         "`mailsync quarantine retry --dead-letters`)"
                     )
@@ -74,7 +75,7 @@ def _crm_value(key: str, value: Any) -> str:
         if "used" in value and "max" in value:
             return f"{value['used']} of {value['max']} daily API calls"
         return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
+    return redact(str(value))  # stored before redaction existed, perhaps
 
 
 def _print_source(name: str, s: SourceStatus | None) -> None:
@@ -94,7 +95,7 @@ def _print_source(name: str, s: SourceStatus | None) -> None:
     _say(f"  quarantined: {s.quarantined}")
     _say(f"  failed, will retry: {c['failed']}")
     _say(f"  last success: {s.last_success or '-'}")
-    err = f"{s.last_error} (at {s.last_error_at})" if s.last_error else "-"
+    err = f"{redact(s.last_error)} (at {s.last_error_at})" if s.last_error else "-"
     _say(f"  last error: {err}")
 
 

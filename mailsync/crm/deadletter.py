@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailsync.redact import safe_error
 from mailsync.statedb import ensure
 
 _DDL = """
@@ -70,7 +71,9 @@ def add(
     error_code: str,
     message: str,
 ) -> None:
-    """Record a refusal (inside the caller's transaction)."""
+    """Record a refusal (inside the caller's transaction); the CRM's message
+    is redacted and clipped (an echoing endpoint may quote credentials)."""
+    message = safe_error(message)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     conn.execute(
         "INSERT INTO crm_dead_letters (obj, ext_id, record, error_code, message, "

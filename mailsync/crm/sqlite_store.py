@@ -20,7 +20,8 @@ from typing import Any
 
 from mailsync.crm import mapping as m
 from mailsync.crm.backend import WriteResult
-from mailsync.errors import StateError, TransientError
+from mailsync.errors import CrmStoreError, TransientError
+from mailsync.fileperms import private_sqlite
 from mailsync.sources.base import CheckLine
 
 #: Salesforce-like key prefixes, so `Id`s say which object they belong to.
@@ -31,6 +32,24 @@ _PREFIX = {
     m.SUBSCRIPTION: "a03",
     m.EVENT: "a04",
 }
+
+
+def store_error(path: Path, err: BaseException) -> CrmStoreError:
+    """The error for an unusable CRM file, naming it (not the state store)."""
+    text = str(err)
+    if isinstance(err, sqlite3.DatabaseError) and not isinstance(
+        err, sqlite3.OperationalError
+    ):
+        hint = (
+            "the file is damaged or not a mailsync CRM: restore it from a "
+            "backup, or move it away and a new one is created; pending events "
+            "stay in the outbox"
+        )
+    else:
+        hint = "check that its folder exists, is writable and the disk is not full"
+    return CrmStoreError(
+        f"CRM file {path} ([crm.sqlite] path) cannot be used ({text}); {hint}"
+    )
 
 
 def _column_type(name: str) -> str:
@@ -61,7 +80,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(path)  # deal data: 0600, folders 0700 (any umask)
             self.conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None
             )
@@ -69,10 +88,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_ddl())
         except (OSError, sqlite3.Error) as err:
-            raise StateError(
-                f"[crm.sqlite] path: {path} cannot be opened ({err}); check that "
-                "its folder is writable"
-            ) from None
+            raise store_error(path, err) from None
 
     # -- CrmBackend ----------------------------------------------------------
 
@@ -125,6 +141,8 @@ class SqliteStore:
             raise TransientError(
                 f"CRM store {self.path} cannot be written: {err}"
             ) from None
+        except sqlite3.DatabaseError as err:  # damaged since it was opened
+            raise store_error(self.path, err) from None
         return results
 
     def fetch_all(self, obj: str) -> list[dict[str, Any]]:
@@ -165,6 +183,8 @@ class SqliteStore:
             raise TransientError(
                 f"CRM store {self.path} cannot be read: {err}"
             ) from None
+        except sqlite3.DatabaseError as err:
+            raise store_error(self.path, err) from None
 
     def _upsert_one(self, obj: str, ext: str, record: Mapping[str, Any]) -> WriteResult:
         key = record.get(ext)

@@ -54,6 +54,7 @@ from mailsync.crm.connection import make_backend as make_backend  # re-exported
 from mailsync.crm.outbox import Outbox
 from mailsync.errors import CrmPausedError, MailsyncError, StateError, TransientError
 from mailsync.event import Event
+from mailsync.redact import safe_error
 from mailsync.sources.base import CheckLine
 from mailsync.statedb import ensure
 
@@ -508,6 +509,8 @@ class CrmSync:
         try:
             with self.conn:
                 for key, value in values.items():
+                    if key in ("last_error", "paused_reason") and value:
+                        value = safe_error(value)  # may quote an error body
                     self._put(key, value)
         except sqlite3.Error as err:
             raise StateError(f"CRM sync state cannot be written: {err}") from None

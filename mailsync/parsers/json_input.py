@@ -11,6 +11,11 @@ Export: `parse_json(data, *, sqs_sent_at=None) -> Event`. It accepts
   (`body`, `attributes.SentTimestamp`), and a Lambda `{"Records": [...]}`
   batch of exactly one record.
 
+`unwrap(data) -> Unwrapped | Event` takes the wrappers off and
+`parse_unwrapped(found) -> Event` parses what is inside; the SQS source, the
+quarantine retry and `replay` call them apart so that their admission checks
+judge exactly the object that is parsed (`mailsync.aws.sqs_policy`).
+
 It never raises for bad content: anything it cannot use is an `unrecognized`
 event with a reason. The channel of an input that is not even valid JSON is a
 guess (`eventbridge` if the text mentions `detail-type`, else `sns`), because
@@ -19,20 +24,42 @@ those are the only two channels that arrive as JSON.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailsync.errors import ParseError
 from mailsync.event import Channel, Event
 from mailsync.parsers.eventbridge import is_eventbridge_event, parse_eventbridge
+from mailsync.parsers.jsonload import TooDeepError, load_json
 from mailsync.parsers.sns import is_bare_message, normalize_envelope, parse_sns
 
-__all__ = ["parse_json"]
+__all__ = [
+    "Unwrapped",
+    "decode",
+    "event_in_notification",
+    "parse_json",
+    "parse_unwrapped",
+    "unwrap",
+]
 
 # SQS wrappers nest at most once (an SQS body holds an SNS envelope or an
 # event); the bound keeps a hostile input from recursing without end.
 _MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """The object inside the SQS / Lambda wrappers of one JSON input.
+
+    `obj` is exactly what `parse_unwrapped` turns into an event, and so
+    exactly what the SQS admission checks (`mailsync.aws.sqs_policy`) judge.
+    """
+
+    obj: Any  #: an SNS envelope or Lambda SNS record, an event, a bare message...
+    sent_at: datetime | None  #: the SQS sent time (given, or the wrapper's)
+    wrappers: int = 0  #: how many SQS / Lambda wrappers were taken off
 
 
 def parse_json(data: bytes | str, *, sqs_sent_at: datetime | None = None) -> Event:
@@ -42,48 +69,63 @@ def parse_json(data: bytes | str, *, sqs_sent_at: datetime | None = None) -> Eve
     message (which has no timestamp); an SQS wrapper's own `SentTimestamp` is
     used when this is not given.
     """
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            return Event.unrecognized(
-                f"JSON input is not UTF-8 ({err.reason} at byte {err.start})",
-                channel=_guess_channel(data.decode("latin-1")),
-            )
-    else:
-        text = data
-    return _parse_text(text, sqs_sent_at, depth=0)
-
-
-def _parse_text(text: str, sqs_sent_at: datetime | None, *, depth: int) -> Event:
     try:
-        obj = json.loads(text)
-    except ValueError as err:
-        return Event.unrecognized(
-            f"not valid JSON ({err})", channel=_guess_channel(text)
-        )
-    except RecursionError:
-        return Event.unrecognized(
-            "JSON nested too deeply", channel=_guess_channel(text)
-        )
-    return _parse_obj(obj, sqs_sent_at, depth=depth)
+        found = unwrap(data, sqs_sent_at=sqs_sent_at)
+    except TooDeepError as err:
+        return Event.unrecognized(str(err), channel=Channel.SNS)
+    if isinstance(found, Event):
+        return found
+    return parse_unwrapped(found)
 
 
-def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
-    if not isinstance(obj, Mapping):
+def decode(data: bytes | str) -> str | Event:
+    """The text of a JSON input, or the `unrecognized` event saying why not."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
         return Event.unrecognized(
-            f"JSON input is a {type(obj).__name__}, not an object",
-            channel=Channel.SNS,
+            f"JSON input is not UTF-8 ({err.reason} at byte {err.start})",
+            channel=_guess_channel(data.decode("latin-1")),
         )
-    if is_eventbridge_event(obj):
-        return parse_eventbridge(obj)
-    envelope = normalize_envelope(obj)
-    if envelope is not None:
-        inner = _event_in_notification(envelope)
-        if inner is not None:
-            return parse_eventbridge(inner)
-    if envelope is not None or is_bare_message(obj):
-        return parse_sns(obj, sqs_sent_at=sqs_sent_at)
+
+
+def unwrap(
+    data: bytes | str, *, sqs_sent_at: datetime | None = None
+) -> Unwrapped | Event:
+    """Decode `data` (depth-bounded, `jsonload`) and take off the SQS message
+    (`Body` / `body`) and Lambda batch (`Records` of one) wrappers; an
+    `unrecognized` event when the input is not usable JSON. JSON nested too
+    deeply raises `jsonload.TooDeepError` (hostile, not merely unusable)."""
+    text = decode(data)
+    if isinstance(text, Event):
+        return text
+    return _unwrap_text(text, sqs_sent_at, depth=0)
+
+
+def _unwrap_text(
+    text: str, sqs_sent_at: datetime | None, *, depth: int
+) -> Unwrapped | Event:
+    try:
+        obj = load_json(text)
+    except TooDeepError:
+        raise
+    except ParseError as err:
+        return Event.unrecognized(str(err), channel=_guess_channel(text))
+    return _unwrap_obj(obj, sqs_sent_at, depth=depth)
+
+
+def _unwrap_obj(
+    obj: Any, sqs_sent_at: datetime | None, *, depth: int
+) -> Unwrapped | Event:
+    if (
+        not isinstance(obj, Mapping)
+        or is_eventbridge_event(obj)
+        or normalize_envelope(obj) is not None
+        or is_bare_message(obj)
+    ):
+        return Unwrapped(obj, sqs_sent_at, depth)
     records = obj.get("Records")
     if isinstance(records, list):
         if len(records) != 1:
@@ -95,7 +137,7 @@ def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
             return Event.unrecognized(
                 "SQS wrappers nested too deeply", channel=Channel.SNS
             )
-        return _parse_obj(records[0], sqs_sent_at, depth=depth + 1)
+        return _unwrap_obj(records[0], sqs_sent_at, depth=depth + 1)
     body_key = "Body" if "Body" in obj else "body" if "body" in obj else None
     if body_key is not None:
         if depth >= _MAX_DEPTH:
@@ -105,15 +147,35 @@ def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
         sent = sqs_sent_at or _sent_timestamp(obj)
         body = obj[body_key]
         if isinstance(body, str):
-            return _parse_text(body, sent, depth=depth + 1)
-        return _parse_obj(body, sent, depth=depth + 1)
+            return _unwrap_text(body, sent, depth=depth + 1)
+        return _unwrap_obj(body, sent, depth=depth + 1)
+    return Unwrapped(obj, sqs_sent_at, depth)
+
+
+def parse_unwrapped(found: Unwrapped) -> Event:
+    """The event for the object `unwrap` found (no further unwrapping)."""
+    obj = found.obj
+    if not isinstance(obj, Mapping):
+        return Event.unrecognized(
+            f"JSON input is a {type(obj).__name__}, not an object",
+            channel=Channel.SNS,
+        )
+    if is_eventbridge_event(obj):
+        return parse_eventbridge(obj)
+    envelope = normalize_envelope(obj)
+    if envelope is not None:
+        inner = event_in_notification(envelope)
+        if inner is not None:
+            return parse_eventbridge(inner)
+    if envelope is not None or is_bare_message(obj):
+        return parse_sns(obj, sqs_sent_at=found.sent_at)
     return Event.unrecognized(
         "JSON object is not an SNS message, an EventBridge event or an SQS message",
         channel=Channel.SNS,
     )
 
 
-def _event_in_notification(envelope: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def event_in_notification(envelope: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The EventBridge event an SNS Notification carries, if it carries one.
 
     An EventBridge rule may target an SNS topic that feeds the queue; the SNS
@@ -124,8 +186,8 @@ def _event_in_notification(envelope: Mapping[str, Any]) -> Mapping[str, Any] | N
     message = envelope.get("Message")
     if isinstance(message, str):
         try:
-            message = json.loads(message)
-        except (ValueError, RecursionError):
+            message = load_json(message)
+        except ParseError:
             return None
     return message if is_eventbridge_event(message) else None
 

@@ -25,13 +25,13 @@ pages; envelope: SNS developer guide, "Amazon SNS message and JSON formats".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.errors import ParseError
 from mailsync.event import Channel, Event, Kind, Trust
+from mailsync.parsers.jsonload import TooDeepError, load_json
 
 __all__ = [
     "ACTION_KINDS",
@@ -143,9 +143,12 @@ def unwrap_envelope(obj: object) -> tuple[dict[str, Any] | None, dict[str, Any]]
     message = envelope.get("Message")
     if isinstance(message, str):
         try:
-            message = json.loads(message)
-        except ValueError as err:
+            message = load_json(message)
+        except TooDeepError as err:
             raise ParseError(f"SNS Message is not JSON ({err})") from None
+        except ParseError as err:  # the decoder's own words, as before
+            detail = str(err).removeprefix("not valid JSON ")
+            raise ParseError(f"SNS Message is not JSON {detail}") from None
     if not isinstance(message, Mapping):
         raise ParseError("SNS Message does not hold a JSON object")
     return envelope, dict(message)

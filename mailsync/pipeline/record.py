@@ -9,7 +9,9 @@
   error, so that one bad input never stops a batch.
 
 Each writes through the given `Ledger` (inside the caller's transaction when
-one is open) and logs as ``mailsync.pipeline``.
+one is open) and logs as ``mailsync.pipeline``; the log line and the metric
+wait for that transaction's COMMIT (`statedb.after_commit`), so an outcome
+is never logged as done when a full disk lost it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mailsync.ledger import Ledger
 from mailsync.log import kv
 from mailsync.pipeline.inputs import InputKind, Outcome, Pending
 from mailsync.sink import Sink
+from mailsync.statedb import after_commit
 
 log = logging.getLogger("mailsync.pipeline")
 
@@ -52,16 +55,14 @@ def synced(
         L.SYNCED,
         None if new else "duplicate delivery",
     )
-    log.info(
-        "synced",
-        extra=kv(
-            source=source,
-            key=key,
-            kind=str(event.kind),
-            message_id=message_id,
-            duplicate=not new or None,
-        ),
+    fields = kv(
+        source=source,
+        key=key,
+        kind=str(event.kind),
+        message_id=message_id,
+        duplicate=not new or None,
     )
+    after_commit(ledger.conn, lambda: log.info("synced", extra=fields))
     return Outcome(L.SYNCED, None, event, not new, message_id, digest)
 
 
@@ -101,13 +102,15 @@ def record(
     ledger.record(
         source, key, message_id, digest, outcome, reason, raw=raw, input_kind=kind
     )
-    metrics.outcome(source, outcome)
     # Levels by meaning: a failure or an input refused as untrusted needs a
     # look (WARNING); synced and unrecognized (not Marketplace mail) are news.
+    # Logged only once the batch is committed (nothing "synced" that is not).
     level = logging.WARNING if outcome in (L.FAILED, L.REJECTED) else logging.INFO
-    log.log(
-        level,
-        outcome,
-        extra=kv(source=source, key=key, reason=reason, message_id=message_id),
-    )
+    fields = kv(source=source, key=key, reason=reason, message_id=message_id)
+
+    def done() -> None:
+        metrics.outcome(source, outcome)
+        log.log(level, outcome, extra=fields)
+
+    after_commit(ledger.conn, done)
     return Outcome(outcome, reason, event, False, message_id, digest)

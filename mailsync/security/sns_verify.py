@@ -9,7 +9,13 @@ body) is authentic and comes from an allowed topic. Otherwise it raises:
   `Timestamp`, ...). The message must never be synced.
 - `CertificateUnavailableError`: the signing certificate is neither cached nor
   in `[security] sns_certificate_dir`, and downloading is off (`mailsync parse`).
-- `TransientError`: the download of an allowed certificate URL failed; retry.
+- `CertificateFetchError` (a `TransientError`): the download of an allowed
+  certificate URL failed; retry later. The failure is remembered for
+  `failure_ttl` seconds (a negative cache): envelopes naming that URL fail at
+  once, without a download, so a flood of forged envelopes naming a missing
+  certificate costs one request, not one per message. The SQS source counts
+  this failure against `max_receives`, so such a message is quarantined, not
+  retried forever.
 
 The algorithm follows "Verifying the signatures of Amazon SNS messages"
 (https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html):
@@ -25,6 +31,7 @@ import fnmatch
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,6 +94,14 @@ Fetcher = Callable[[str], bytes]
 
 class CertificateUnavailableError(MailsyncError):
     """The signing certificate is not available without a download."""
+
+
+class CertificateFetchError(TransientError):
+    """The signing certificate could not be downloaded (now, or recently)."""
+
+
+#: Seconds a failed certificate download is remembered (negative cache).
+FAILURE_TTL = 300.0
 
 
 def is_envelope(data: object) -> bool:
@@ -200,11 +215,16 @@ class SnsVerifier:
         topic_arns: Sequence[str] = (),
         certificate_dir: str | Path | None = None,
         fetch: Fetcher | None = default_fetch,
+        failure_ttl: float = FAILURE_TTL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic_arns = tuple(topic_arns) or MARKETPLACE_TOPICS
         self.certificate_dir = Path(certificate_dir) if certificate_dir else None
         self.fetch = fetch
         self._cache: dict[str, x509.Certificate] = {}
+        self._failed: dict[str, tuple[float, str]] = {}  # url: (until, reason)
+        self.failure_ttl = failure_ttl
+        self.clock = clock
         self._lock = threading.Lock()
 
     def verify(self, envelope: Mapping[str, Any]) -> None:
@@ -289,8 +309,7 @@ class SnsVerifier:
                 raise CertificateUnavailableError(
                     f"SNS signing certificate {name} is not in sns_certificate_dir"
                 )
-            log.info("downloading SNS signing certificate %s", url)
-            data = self.fetch(url)
+            data = self._download(url)
         try:
             cert = x509.load_pem_x509_certificate(data)
         except ValueError:
@@ -298,6 +317,28 @@ class SnsVerifier:
         with self._lock:
             self._cache[url] = cert
         return cert
+
+    def _download(self, url: str) -> bytes:
+        """Fetch `url` unless it failed within `failure_ttl`; remember a failure."""
+        assert self.fetch is not None
+        now = self.clock()
+        with self._lock:
+            failed = self._failed.get(url)
+            if failed is not None and failed[0] <= now:
+                del self._failed[url]
+                failed = None
+        if failed is not None:
+            raise CertificateFetchError(f"{failed[1]} (not retried for a while)")
+        log.info("downloading SNS signing certificate %s", url)
+        try:
+            return self.fetch(url)
+        except TransientError as err:
+            reason = str(err)
+            with self._lock:
+                if len(self._failed) > 1000:  # hostile URLs cannot grow it
+                    self._failed.clear()
+                self._failed[url] = (now + self.failure_ttl, reason)
+            raise CertificateFetchError(reason) from None
 
 
 def _file_name(url: str) -> str:
@@ -349,29 +390,19 @@ def saved_input_verdict(
     """The signature verdict for a saved JSON input (`mailsync parse`), or None
     when it holds no SNS envelope. Accepts the envelope itself, an SQS message
     (`Body` / `body`) or a Lambda record holding it; never downloads."""
-    import json
-
+    # The same unwrapping as the parser and the SQS admission, so the verdict
+    # is about the envelope that is parsed.
+    from mailsync.parsers.json_input import Unwrapped, unwrap
+    from mailsync.parsers.jsonload import TooDeepError
     from mailsync.parsers.sns import normalize_envelope
 
     try:
-        obj: Any = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        found = unwrap(raw)
+    except TooDeepError:
         return None
-    for _ in range(3):  # unwrap {"Records": [...]} and SQS bodies
-        if not isinstance(obj, Mapping):
-            return None
-        records = obj.get("Records")
-        if isinstance(records, list) and len(records) == 1:
-            obj = records[0]
-            continue
-        body = obj.get("Body", obj.get("body"))
-        if isinstance(body, str):
-            try:
-                obj = json.loads(body)
-            except (ValueError, RecursionError):
-                return None
-            continue
-        break
+    if not isinstance(found, Unwrapped):
+        return None
+    obj = found.obj
     envelope = normalize_envelope(obj)
     if envelope is None:
         return None

@@ -43,6 +43,9 @@ class Faults:
     lock_rows: int = 0  #: next N write calls fail with UNABLE_TO_LOCK_ROW
     limit_reached: bool = False  #: 403 REQUEST_LIMIT_EXCEEDED
     hidden_fields: set[tuple[str, str]] = field(default_factory=set)  #: not in describe
+    #: error messages quote the request's Authorization header and SigV4-like
+    #: material, as an echoing proxy or error page does
+    echo_auth: bool = False
 
 
 class Emulator:
@@ -184,6 +187,14 @@ class Emulator:
         self, method: str, path: str, query: dict[str, str], body: Any, auth: str
     ) -> tuple[int, Any]:
         """Route one authenticated REST request; returns (status, JSON body)."""
+        status, answer = self._rest(method, path, query, body, auth)
+        if self.faults.echo_auth:
+            answer = _echo(answer, auth)
+        return status, answer
+
+    def _rest(
+        self, method: str, path: str, query: dict[str, str], body: Any, auth: str
+    ) -> tuple[int, Any]:
         if (
             auth.removeprefix("Bearer ") not in self.tokens
             or self.faults.always_invalid_session
@@ -487,6 +498,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+
+def _echo(answer: Any, auth: str) -> Any:
+    """`answer` with every error message (and an HTML body) quoting `auth`."""
+    quote = (
+        f" [request: Authorization: {auth}; sessionId={auth.removeprefix('Bearer ')};"
+        " X-Amz-Security-Token: FQoGZXIvYXdzEXAMPLETOKEN; Authorization2:"
+        " AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261204/us-east-1/sqs/"
+        "aws4_request, Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024]"
+    )
+    if isinstance(answer, str):
+        return answer + quote
+    if isinstance(answer, list):
+        return [_echo(item, auth) for item in answer]
+    if isinstance(answer, dict):
+        out = {k: _echo(v, auth) if k == "errors" else v for k, v in answer.items()}
+        if isinstance(out.get("message"), str):
+            out["message"] += quote
+        return out
+    return answer
 
 
 def _tag(body: str, name: str) -> str:

@@ -7,6 +7,11 @@ cannot be reached by changing a base URL. Instead mailsync hands the client a
 
 - rewrites the scheme and host of every request to ``[crm.salesforce]
   endpoint_url`` when it is set (login, token, REST and re-login alike), and
+- decides the proxy for the *rewritten* URL: requests picks proxies from
+  ``HTTPS_PROXY`` / ``NO_PROXY`` for the URL the client addressed
+  (``login.salesforce.com``) before the adapter runs, so without this a
+  loopback ``endpoint_url`` listed in ``NO_PROXY`` would still receive the
+  login (password and token) through the proxy;
 - applies the configured timeout to every request, because simple-salesforce's
   DML calls take no ``timeout`` argument and would otherwise wait forever on a
   hung connection.
@@ -26,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from mailsync.config import SalesforceSettings, read_secret
 from mailsync.errors import ConfigError
@@ -43,10 +49,18 @@ class SalesforceAdapter(HTTPAdapter):
     request's, and its path (if any) is put in front of the request path.
     """
 
-    def __init__(self, *, endpoint: str = "", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str = "",
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
         super().__init__()
         self.endpoint = urlsplit(endpoint) if endpoint else None
         self.timeout = timeout
+        # the session's own proxies and trust_env decide, as requests would
+        self.session = session
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
@@ -65,7 +79,21 @@ class SalesforceAdapter(HTTPAdapter):
                     "",
                 )
             )
+            kwargs["proxies"] = self.proxies_for(request.url)
         return super().send(request, **kwargs)
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The proxies requests would choose for `url` itself (as
+        `Session.merge_environment_settings` does): the session's configured
+        ones, plus the environment's when the session trusts it and
+        ``NO_PROXY`` (or a ``no_proxy`` entry) does not cover `url`."""
+        configured = dict(self.session.proxies) if self.session is not None else {}
+        trust_env = self.session.trust_env if self.session is not None else True
+        if trust_env:
+            no_proxy = configured.get("no_proxy")
+            for key, value in get_environ_proxies(url, no_proxy=no_proxy).items():
+                configured.setdefault(key, value)
+        return configured
 
 
 def build_session(
@@ -75,7 +103,7 @@ def build_session(
     ``https://`` and ``http://``."""
     session = session or requests.Session()
     adapter = SalesforceAdapter(
-        endpoint=settings.endpoint_url, timeout=settings.timeout
+        endpoint=settings.endpoint_url, timeout=settings.timeout, session=session
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)

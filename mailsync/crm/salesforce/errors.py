@@ -28,6 +28,7 @@ from simple_salesforce.exceptions import (
 
 from mailsync.errors import CrmPausedError, TransientError
 from mailsync.neterrors import describe
+from mailsync.redact import safe_error
 
 #: Item or request error codes that succeed when simply tried again.
 RETRYABLE_CODES = frozenset(
@@ -76,7 +77,7 @@ def error_detail(exc: SalesforceError) -> tuple[str, str]:
     if isinstance(content, list) and content and isinstance(content[0], dict):
         first = content[0]
         code = first.get("errorCode") or first.get("statusCode") or ""
-        return str(code), str(first.get("message", ""))
+        return safe_error(str(code), 100), safe_error(str(first.get("message", "")))
     return f"HTTP_{exc.status}", _short(content)
 
 
@@ -140,5 +141,4 @@ def _short(content: Any) -> str:
         if isinstance(content, bytes)
         else str(content)
     )
-    text = " ".join(text.split())
-    return text[:200]
+    return safe_error(text, 200)
