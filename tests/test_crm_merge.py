@@ -442,11 +442,11 @@ def test_mapping_renames_objects_fields_values_and_reference() -> None:
 
 
 def test_mapping_extra_fields_are_opt_in() -> None:
-    event = ev(Kind.OFFER_ACCEPTED, agreement_id="agmt-1", product_code="pc1")
+    event = ev(Kind.OFFER_ACCEPTED, agreement_id="agmt-1", customer_identifier="c1")
     plain = m.touches(event)
-    extra = m.touches(event, {m.AGREEMENT: {"Product_Code__c": "product_code"}})
-    assert "Product_Code__c" not in plain[0].facts
-    assert extra[0].facts["Product_Code__c"] == "pc1"
+    extra = m.touches(event, {m.AGREEMENT: {"Customer_Ref__c": "customer_identifier"}})
+    assert "Customer_Ref__c" not in plain[0].facts
+    assert extra[0].facts["Customer_Ref__c"] == "c1"
 
 
 @pytest.mark.parametrize(

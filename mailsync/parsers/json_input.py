@@ -6,6 +6,9 @@ Export: `parse_json(data, *, sqs_sent_at=None) -> Event`. It accepts
 - a bare Marketplace SNS message (SNS raw message delivery);
 - an EventBridge event (also when an SNS Notification carries it as its
   `Message`, as when an EventBridge rule targets an SNS topic);
+- a saved Agreement API `DescribeAgreement` response, bare or as
+  `{"agreement": ..., "summary": ..., "terms": ...}` (channel `api`,
+  `mailsync.parsers.agreement_api`);
 - an SQS message whose body holds one of those: the boto3 `ReceiveMessage`
   shape (`Body`, `Attributes.SentTimestamp`) or the Lambda SQS record shape
   (`body`, `attributes.SentTimestamp`), and a Lambda `{"Records": [...]}`
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.event import Channel, Event
+from mailsync.parsers.agreement_api import is_agreement_response, parse_agreement
 from mailsync.parsers.eventbridge import is_eventbridge_event, parse_eventbridge
 from mailsync.parsers.sns import is_bare_message, normalize_envelope, parse_sns
 
@@ -77,6 +81,8 @@ def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
         )
     if is_eventbridge_event(obj):
         return parse_eventbridge(obj)
+    if depth == 0 and is_agreement_response(obj):
+        return parse_agreement(obj)
     envelope = normalize_envelope(obj)
     if envelope is not None:
         inner = _event_in_notification(envelope)
@@ -108,7 +114,8 @@ def _parse_obj(obj: Any, sqs_sent_at: datetime | None, *, depth: int) -> Event:
             return _parse_text(body, sent, depth=depth + 1)
         return _parse_obj(body, sent, depth=depth + 1)
     return Event.unrecognized(
-        "JSON object is not an SNS message, an EventBridge event or an SQS message",
+        "JSON object is not an SNS message, an EventBridge event, an SQS message"
+        " or an Agreement API response",
         channel=Channel.SNS,
     )
 
