@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="what the state store knows")
 
+    p = sub.add_parser(
+        "reconcile", parents=[common], help="compare the Agreement API with the CRM"
+    )
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="agreements updated since")
+    p.add_argument(
+        "--apply", action="store_true", help="submit AWS's snapshots to the CRM"
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
     p = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     q = qsub.add_parser("list", parents=[common], help="list quarantined inputs")

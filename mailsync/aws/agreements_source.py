@@ -225,7 +225,7 @@ class AgreementsSource:
                         self._quarantine(snap)
                         result.unrecognized += 1
                         continue
-                    self._commit(snap, sink)
+                    self.commit(snap, sink)
                     result.synced += 1
                 if stop.is_set():
                     complete = False
@@ -321,7 +321,7 @@ class AgreementsSource:
                 changes[field] = name
         return event.replace(**changes) if changes else event
 
-    def _commit(self, snap: Snapshot, sink: Sink) -> None:
+    def commit(self, snap: Snapshot, sink: Sink) -> None:
         """The snapshot into the outbox and its marker, in one transaction."""
         assert snap.event is not None
         record = json.dumps(snap.event.to_record())

@@ -48,6 +48,7 @@ class ImapSource(Protocol):
 
     def beat(self) -> None: ...
 
+
 log = logging.getLogger(__name__)
 
 QUARANTINE_KEYWORD = "$MailsyncQuarantined"

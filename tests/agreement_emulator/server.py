@@ -24,7 +24,6 @@ and inject `faults` (throttle the next N calls of an operation, deny one,
 throttle one agreement's DescribeAgreement for ever).
 """
 
-
 from __future__ import annotations
 
 import base64
