@@ -48,7 +48,6 @@ class ImapSource(Protocol):
 
     def beat(self) -> None: ...
 
-
 log = logging.getLogger(__name__)
 
 QUARANTINE_KEYWORD = "$MailsyncQuarantined"
