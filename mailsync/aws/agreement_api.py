@@ -12,7 +12,8 @@
 - `AgreementApi`: the Agreement Service calls mailsync makes
   (`SearchAgreements` pages, `DescribeAgreement`, `GetAgreementTerms`) and
   `DescribeEntity` (Catalog API) for offer and product names.
-- `has_credentials()`, `error_code(err)`.
+- `has_credentials()`, `error_code(err)`, `jsonable(answer)` (a botocore
+  answer as the JSON data the parser reads).
 
 The Agreement Service speaks JSON 1.0 (target prefix
 `AWSMPCommerceService_v20200301`) or Smithy RPC v2 CBOR, as botocore chooses;
@@ -27,7 +28,8 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from tenacity import (
@@ -61,6 +63,21 @@ RETRY_CODES = frozenset(
 #: broken endpoint handing out next tokens forever cannot loop for ever.
 MAX_PAGES = 2000
 PAGE_SIZE = 50  #: the API's maxResults limit
+
+
+def jsonable(value: Any) -> Any:
+    """A botocore answer as JSON data (datetimes as epoch seconds, as the
+    JSON protocol sends them), so the parser sees one shape."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.timestamp()
+    if isinstance(value, Mapping):
+        return {
+            str(k): jsonable(v) for k, v in value.items() if k != "ResponseMetadata"
+        }
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def error_code(err: BaseException) -> str:

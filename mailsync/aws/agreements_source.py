@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailsync import ledger as L
-from mailsync.aws.agreement_api import AgreementApi, ApiCache, error_code
+from mailsync.aws.agreement_api import AgreementApi, ApiCache, error_code, jsonable
 from mailsync.config import AgreementsSettings
 from mailsync.errors import StateError
 from mailsync.event import Event, Role, Trust
@@ -97,21 +97,6 @@ def marker(summary: Mapping[str, Any]) -> str:
         return _iso(when)
     text = json.dumps(summary, sort_keys=True, default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def jsonable(value: Any) -> Any:
-    """A botocore answer as JSON data (datetimes as epoch seconds, as the
-    JSON protocol sends them), so the parser sees one shape."""
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return aware.timestamp()
-    if isinstance(value, Mapping):
-        return {
-            str(k): jsonable(v) for k, v in value.items() if k != "ResponseMetadata"
-        }
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 @dataclass

@@ -65,6 +65,10 @@ class Faults:
     throttle_agreements: set[str] = field(default_factory=set)
     #: agreement IDs SearchAgreements lists but DescribeAgreement does not find
     missing: set[str] = field(default_factory=set)
+    #: operation -> errors (HTTP status, code) its next calls answer, in order
+    errors: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    #: GetEntitlements answers this many empty pages (with a NextToken) first
+    empty_entitlement_pages: int = 0
     #: seconds each DescribeAgreement takes (a slow pass, to kill it midway)
     describe_delay: float = 0.0
 
@@ -180,6 +184,10 @@ class Emulator:
                     "User is not authorized",
                     reason="INVALID_ACCESS",
                 )
+            queued = self.faults.errors.get(operation)
+            if queued:
+                status, code = queued.pop(0)
+                raise ApiError(status, code, f"{code} (emulated)")
             if self.faults.throttle[operation] > 0:
                 self.faults.throttle[operation] -= 1
                 raise ApiError(429, "ThrottlingException", "Rate exceeded")
@@ -277,6 +285,9 @@ class Emulator:
                 if k in _ENTITLEMENT_FILTER
             )
         ]
+        if self.faults.empty_entitlement_pages > 0:
+            self.faults.empty_entitlement_pages -= 1
+            return {"Entitlements": [], "NextToken": "page-2"}
         return {"Entitlements": rows}
 
     def _op_DescribeEntity(self, body: dict[str, Any]) -> dict[str, Any]:
