@@ -90,6 +90,7 @@ class Emulator:
         self.faults = Faults()
         self.calls: Counter[str] = Counter()
         self.log: list[tuple[str, dict[str, Any]]] = []
+        self.protocols: Counter[str] = Counter()  #: requests per wire protocol
         self.page_size = page_size  #: cap on maxResults, to force pagination
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
@@ -362,6 +363,7 @@ def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 import cbor2
 
                 body = cbor2.loads(raw) if raw else {}
+                emulator.protocols["rpc-v2-cbor"] += 1
                 self._answer(path.rsplit("/", 1)[1], body, self._cbor)
                 return
             target = self.headers.get("X-Amz-Target", "")
@@ -373,6 +375,7 @@ def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                     "application/x-amz-json-1.0",
                 )
                 return
+            emulator.protocols["json"] += 1
             self._answer(operation, json.loads(raw or b"{}"), self._json)
 
         def _answer(self, operation: str, body: dict[str, Any], send: Any) -> None:
