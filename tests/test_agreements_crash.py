@@ -72,3 +72,42 @@ def test_kill_mid_pass_then_restart(agreement_api: Emulator, tmp_path: Path) -> 
         "records", "AWS_Agreement__c", "--format", "json", "--config", str(cfg)
     )
     assert records.stdout.count('"object": "AWS_Agreement__c"') == TOTAL
+
+
+def crm_rows(tmp: Path) -> int:
+    if not (tmp / "crm.sqlite3").exists():
+        return 0
+    conn = sqlite3.connect(tmp / "crm.sqlite3")
+    try:
+        return int(conn.execute("SELECT count(*) FROM AWS_Agreement__c").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_daemon_polls_on_its_interval(agreement_api: Emulator, tmp_path: Path) -> None:
+    for i in range(3):
+        agreement_api.put(f"agmt-{i:025d}", updated=f"2026-02-01T00:0{i}:00Z")
+    cfg = write_config(
+        tmp_path,
+        f'[source.agreements]\nendpoint_url = "{agreement_api.url}"\n'
+        "poll_interval = 1\n",
+    )
+    env = mailsync_env()
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    proc = start_mailsync("run", "--config", str(cfg), log=tmp_path / "d.log", env=env)
+    try:
+        wait_for(lambda: agreement_api.calls["SearchAgreements"] >= 3, 60, "3 polls")
+        agreement_api.put(
+            "agmt-0000000000000000000000009", updated="2026-03-01T00:00:00Z"
+        )
+        wait_for(
+            lambda: agreement_api.calls["DescribeAgreement"] == 4, 60, "the new one"
+        )
+        wait_for(lambda: crm_rows(tmp_path) == 4, 60, "4 agreements in the CRM")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    # Unchanged passes made no DescribeAgreement: 3 at first, 1 for the new one.
+    assert agreement_api.calls["DescribeAgreement"] == 4
