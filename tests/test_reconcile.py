@@ -186,3 +186,19 @@ def test_reconcile_needs_the_source_table(tmp_path: Path) -> None:
     assert "[source.agreements] is not configured" in result.stderr
     bad = run_mailsync("reconcile", "--since", "2026-13-01", "--config", str(cfg))
     assert bad.returncode == 2
+
+
+def test_check_reaches_the_agreement_api(
+    agreement_api: Emulator, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path, agreement_api)
+    env = mailsync_env()
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    ok = run_mailsync("check", "--config", str(cfg), env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "source agreements" in ok.stdout
+    agreement_api.faults.denied.add("SearchAgreements")
+    denied = run_mailsync("check", "--config", str(cfg), env=env)
+    assert denied.returncode == 1
+    line = next(x for x in denied.stdout.splitlines() if "source agreements" in x)
+    assert "AccessDeniedException" in line
