@@ -130,8 +130,8 @@ def test_full_then_unchanged_then_one_change(
 def test_since_limits_the_first_pass(
     agreement_api: Emulator, tmp_path: Path, state: sqlite3.Connection
 ) -> None:
-    agreement_api.put(agmt(1), updated="2025-06-01T00:00:00Z")
-    agreement_api.put(agmt(2), updated="2026-02-01T00:00:00Z")
+    agreement_api.put(agmt(1), updated="2025-12-31T23:59:00Z")
+    agreement_api.put(agmt(2), updated="2026-01-01T00:00:00Z")
     src = source(make_settings(tmp_path, agreement_api, since="2026-01-01"), state)
     one_pass(src, state)
     assert [e.agreement_id for _, e in Outbox(state).pending()] == [agmt(2)]

@@ -137,12 +137,17 @@ class AgreementsSource:
 
     # -- cursor and markers ------------------------------------------------------
 
-    def cursor(self) -> str | None:
+    def _stored_cursor(self) -> str | None:
         row = self.state.execute(
             "SELECT cursor FROM agreement_cursor WHERE source = ?", (SOURCE,)
         ).fetchone()
-        if row:
-            return str(row[0])
+        return str(row[0]) if row else None
+
+    def cursor(self) -> str | None:
+        """The greatest lastUpdateTime fully handled, else `since`, else None."""
+        stored = self._stored_cursor()
+        if stored:
+            return stored
         if self.settings.since:
             return f"{self.settings.since}T00:00:00Z"
         return None
@@ -184,7 +189,11 @@ class AgreementsSource:
         after = None
         if start:
             begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
-            after = _iso(begin - timedelta(seconds=self.settings.overlap_seconds))
+            # A stored cursor gets the overlap; `since` means "on or after"
+            # that day ("after" its last second before).
+            stored = self._stored_cursor() is not None
+            back = self.settings.overlap_seconds if stored else 1
+            after = _iso(begin - timedelta(seconds=back))
         newest: str | None = start
         oldest_failed: str | None = None
         complete = True
