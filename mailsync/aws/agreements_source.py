@@ -252,6 +252,10 @@ class AgreementsSource:
         for summary in summaries:
             agreement_id = summary.get("agreementId")
             if not isinstance(agreement_id, str) or not agreement_id:
+                log.warning(
+                    "SearchAgreements summary without an agreementId skipped",
+                    extra=kv(source=self.name),
+                )
                 continue
             mark = marker(summary)
             have = self.stored(agreement_id)
