@@ -76,6 +76,12 @@ _HELP = {
         "what the state store knows",
         "example:\n  mailsync status --config /etc/mailsync/mailsync.toml\n\n" + _EXIT,
     ),
+    "reconcile": (
+        "compare the Agreement API with the CRM",
+        "examples:\n  mailsync reconcile\n  mailsync reconcile --since 2026-01-01"
+        " --format json\n  mailsync reconcile --apply\n\nexit codes: 0 no difference"
+        " remains, 1 some remain, 2 usage or\nconfiguration error",
+    ),
     "quarantine": (
         "quarantined inputs",
         "examples:\n  mailsync quarantine list\n  mailsync quarantine retry 12\n"
@@ -196,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=_FORMATS, default="table")
 
     _add(sub, "status", common)
+
+    p = _add(sub, "reconcile", common)
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="agreements updated since")
+    p.add_argument(
+        "--apply", action="store_true", help="submit AWS's snapshots to the CRM"
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
 
     p = _add(sub, "quarantine", common)
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)

@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -151,6 +152,19 @@ class SqsSettings:
 
 
 @dataclass(frozen=True)
+class AgreementsSettings:
+    """`[source.agreements]`: the Agreement API poller (contract section 6)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    poll_interval: int = 3600
+    since: str = ""  #: YYYY-MM-DD; "" = every agreement
+    role: str = "isv"  #: "isv" | "channel_partner"
+    names: bool = False  #: offer / product names from DescribeEntity
+    overlap_seconds: int = 300  #: re-read this much before the cursor
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     require_dkim: bool = True
     allowed_sender_domains: tuple[str, ...] = ("marketplace.aws", "aws.com")
@@ -221,6 +235,7 @@ class Settings:
     imap: tuple[ImapSettings, ...] = ()
     maildir: tuple[MaildirSettings, ...] = ()
     sqs: SqsSettings | None = None
+    agreements: AgreementsSettings | None = None
     security: SecuritySettings = field(default_factory=SecuritySettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
@@ -278,6 +293,10 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
     maildir = _maildirs(sources)
     sqs_table = sources.table("sqs")
     sqs = _sqs(_Section("source.sqs", sqs_table)) if sqs_table else None
+    agreements = None
+    if "agreements" in sources.data:
+        table = sources.table("agreements")
+        agreements = _agreements(_Section("source.agreements", table))
     sources.finish()
     security = _security(_Section("security", top.table("security")))
     crm = _crm(_Section("crm", top.table("crm")))
@@ -291,6 +310,7 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
         imap=imap,
         maildir=maildir,
         sqs=sqs,
+        agreements=agreements,
         security=security,
         crm=crm,
         enrichment=enrichment,
@@ -422,6 +442,35 @@ def _sqs(s: _Section) -> SqsSettings:
         raise s.error("max_message_age_days", "must be 0 (no limit) or more days")
     if not 0 <= out.wait_time_seconds <= 20:
         raise s.error("wait_time_seconds", "must be between 0 and 20 (SQS limit)")
+    s.finish()
+    return out
+
+
+def _agreements(s: _Section) -> AgreementsSettings:
+    since = s.text("since")
+    if since:
+        try:
+            date.fromisoformat(since)
+        except ValueError:
+            raise s.error(
+                "since", f'expected YYYY-MM-DD or "", got {since!r}'
+            ) from None
+    endpoint = s.text("endpoint_url")
+    if endpoint and not endpoint.startswith(("https://", "http://")):
+        raise s.error("endpoint_url", "must be an http(s):// URL, as in boto3")
+    out = AgreementsSettings(
+        region=s.text("region", "us-east-1"),
+        endpoint_url=endpoint,
+        poll_interval=s.integer("poll_interval", 3600),
+        since=since,
+        role=s.choice("role", "isv", ("isv", "channel_partner")),
+        names=s.flag("names", False),
+        overlap_seconds=s.integer("overlap_seconds", 300),
+    )
+    if out.poll_interval < 1:
+        raise s.error("poll_interval", "must be at least 1 second")
+    if not 0 <= out.overlap_seconds <= 86400:
+        raise s.error("overlap_seconds", "must be between 0 and 86400")
     s.finish()
     return out
 

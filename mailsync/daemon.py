@@ -8,7 +8,8 @@
   (tenacity's `wait_exponential_jitter`) and always does a full search after a
   reconnect, so mail that arrived meanwhile is not missed;
 - APScheduler 3.11 interval jobs (coalesce, max_instances=1,
-  misfire_grace_time) for Maildir polls and the CRM flush every
+  misfire_grace_time) for Maildir polls, Agreement API passes every
+  `[source.agreements] poll_interval` s, and the CRM flush every
   `[crm] flush_interval` s; the flushes share one `CrmConnection`, so one
   Salesforce login serves them all (a new one after an expired session or a
   failed flush; see `mailsync.crm.connection`);
@@ -40,6 +41,7 @@ import tenacity
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailsync import config
+from mailsync.aws.agreements_source import AgreementsSource
 from mailsync.config import ImapSettings, Settings
 from mailsync.crm.connection import CrmConnection
 from mailsync.crm.outbox import Outbox
@@ -226,6 +228,15 @@ class Daemon:
                 args=(self._maildir_pass, md, stop),
                 id=f"maildir:{md.path}",
             )
+        if self.settings.agreements is not None:
+            sched.add_job(
+                self._job,
+                "interval",
+                seconds=self.settings.agreements.poll_interval,
+                next_run_time=now,
+                args=(self._agreements_pass, self.settings.agreements, stop),
+                id="agreements",
+            )
         self._crm = CrmConnection(self.settings)
         sched.add_job(
             self._job,
@@ -275,6 +286,20 @@ class Daemon:
                 ledger.source_error(source.name, str(err))
                 raise
             if result.fetched:
+                log.info("pass done", extra=kv(source=source.name, **_counts(result)))
+        finally:
+            conn.close()
+
+    def _agreements_pass(self, settings: Any, stop: threading.Event) -> None:
+        conn = open_db(self.settings.state.path)
+        try:
+            source = AgreementsSource(settings, conn)
+            result = source.run_pass(Outbox(conn), stop)
+            if result.failed:
+                self.problems["agreements"] = "; ".join(result.errors[:3])
+            else:
+                self.problems.pop("agreements", None)
+            if result.fetched or result.failed:
                 log.info("pass done", extra=kv(source=source.name, **_counts(result)))
         finally:
             conn.close()

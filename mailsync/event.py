@@ -47,6 +47,7 @@ class Kind(StrEnum):
     OFFER_RELEASED = "offer.released"
     LICENSE_UPDATED = "license.updated"
     LICENSE_DEPROVISIONED = "license.deprovisioned"
+    AGREEMENT_SNAPSHOT = "agreement.snapshot"  #: Agreement API state (section 6)
     UNRECOGNIZED = "unrecognized"
 
 
@@ -54,6 +55,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SNS = "sns"
     EVENTBRIDGE = "eventbridge"
+    API = "api"  #: the Agreement API (contract section 6)
 
 
 class Trust(StrEnum):
@@ -67,8 +69,20 @@ class Role(StrEnum):
     CHANNEL_PARTNER = "channel_partner"
 
 
+#: Agreement statuses (contract sections 2 and 6; the Agreement API's
+#: `AgreementStatus` enum adds ARCHIVED, ROLLED_BACK and SUPERSEDED).
 AGREEMENT_STATUSES = frozenset(
-    {"ACTIVE", "CANCELLED", "EXPIRED", "TERMINATED", "RENEWED", "REPLACED"}
+    {
+        "ACTIVE",
+        "CANCELLED",
+        "EXPIRED",
+        "TERMINATED",
+        "RENEWED",
+        "REPLACED",
+        "ARCHIVED",
+        "ROLLED_BACK",
+        "SUPERSEDED",
+    }
 )
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
@@ -165,6 +179,9 @@ class Event:
     product_id: str | None = None
     product_name: str | None = None
     product_code: str | None = None
+    #: License Manager license ARN (EventBridge license.arn, Agreement API
+    #: entitlements[].licenseArn): how Concurrent Agreements name a purchase
+    license_arn: str | None = None
     offer_id: str | None = None
     offer_name: str | None = None
     agreement_id: str | None = None  #: for agreement.replaced: the NEW agreement

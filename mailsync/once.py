@@ -1,10 +1,11 @@
 """One pass over everything: `mailsync run --once`.
 
 `build_sources(settings, pipeline)` constructs every configured source (IMAP
-mailboxes, Maildir folders, the SQS queue); `run_once(settings)` runs one
-pass over each, then one outbox flush to the CRM, prints a one-line summary on
-stderr and returns 0 when everything is handled, 1 when an input failed (it
-stays pending in the ledger), the CRM refused a record (dead-lettered) or CRM
+mailboxes, Maildir folders, the SQS queue, the Agreement API);
+`run_once(settings)` runs one pass over each, then one outbox flush to the
+CRM, prints a one-line summary on stderr and returns 0 when everything is
+handled, 1 when an input failed (it stays pending in the ledger), the CRM
+refused a record (dead-lettered) or CRM
 writes remain in the outbox.
 """
 
@@ -15,6 +16,7 @@ import logging
 import sys
 import threading
 
+from mailsync.aws.agreements_source import AgreementsSource
 from mailsync.config import Settings
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync
@@ -43,6 +45,9 @@ def build_sources(settings: Settings, pipeline: Pipeline) -> list[Source]:
             log.warning("[source.sqs] is configured but SQS support is not installed")
         else:
             out.append(sqs.build(settings, pipeline))
+    if settings.agreements is not None:
+        ledger = pipeline.ledger
+        out.append(AgreementsSource(settings.agreements, ledger.conn, ledger=ledger))
     return out
 
 

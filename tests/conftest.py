@@ -16,6 +16,7 @@ from imapclient import IMAPClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from agreement_emulator import Emulator
 from dovecot import Dovecot, available
 from moto_server import MotoServer, shared_server
 
@@ -160,3 +161,13 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     server = shared_server()
     server.reset()
     return server
+
+
+@pytest.fixture
+def agreement_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """A fresh Agreement API emulator on loopback, with fake AWS keys set."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    emulator = Emulator().start()
+    yield emulator
+    emulator.stop()

@@ -442,11 +442,11 @@ def test_mapping_renames_objects_fields_values_and_reference() -> None:
 
 
 def test_mapping_extra_fields_are_opt_in() -> None:
-    event = ev(Kind.OFFER_ACCEPTED, agreement_id="agmt-1", product_code="pc1")
+    event = ev(Kind.OFFER_ACCEPTED, agreement_id="agmt-1", customer_identifier="c1")
     plain = m.touches(event)
-    extra = m.touches(event, {m.AGREEMENT: {"Product_Code__c": "product_code"}})
-    assert "Product_Code__c" not in plain[0].facts
-    assert extra[0].facts["Product_Code__c"] == "pc1"
+    extra = m.touches(event, {m.AGREEMENT: {"Customer_Ref__c": "customer_identifier"}})
+    assert "Customer_Ref__c" not in plain[0].facts
+    assert extra[0].facts["Customer_Ref__c"] == "c1"
 
 
 @pytest.mark.parametrize(
@@ -464,3 +464,71 @@ def test_mapping_config_errors_name_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         m.CrmMapping(config)
+
+
+# -- Agreement API snapshots and licenses (contract section 6) ---------------------
+
+
+def test_snapshot_merges_facts_without_an_event_row() -> None:
+    snap = ev(
+        Kind.AGREEMENT_SNAPSHOT,
+        13,
+        channel=Channel.API,
+        agreement_id="agmt-1",
+        agreement_status="ROLLED_BACK",
+        customer_account_id="111122223333",
+        license_arn="arn:aws:license-manager::111122223333:license:l-1",
+    )
+    records = fold([ev(Kind.OFFER_ACCEPTED, 12, agreement_id="agmt-1"), snap])
+    assert [k for k in records if k[0] == m.EVENT] == [
+        (m.EVENT, "agreement:agmt-1:created")
+    ]
+    agreement = records[(m.AGREEMENT, "agmt-1")]
+    assert agreement["Status__c"] == "Rolled Back"
+    assert agreement["License_ARN__c"].endswith(":license:l-1")
+    assert agreement["Last_Event_Kind__c"] == "agreement.snapshot"
+
+
+@pytest.mark.parametrize("status", ["ARCHIVED", "ROLLED_BACK", "SUPERSEDED"])
+def test_api_statuses_rank_three(status: str) -> None:
+    later_active = ev(Kind.AGREEMENT_STARTED, 14, agreement_id="agmt-1")
+    snap = ev(
+        Kind.AGREEMENT_SNAPSHOT, 13, agreement_id="agmt-1", agreement_status=status
+    )
+    for order in ([snap, later_active], [later_active, snap]):
+        got = fold(order)[(m.AGREEMENT, "agmt-1")]["Status__c"]
+        assert got == status.replace("_", " ").title()
+
+
+def test_stale_active_snapshot_never_undoes_cancelled() -> None:
+    cancelled = ev(Kind.AGREEMENT_CANCELLED, 12, agreement_id="agmt-1")
+    stale = ev(
+        Kind.AGREEMENT_SNAPSHOT,
+        15,
+        agreement_id="agmt-1",
+        agreement_status="ACTIVE",
+        purchase_amount=Money(Decimal("10.00"), "EUR"),
+    )
+    record = fold([cancelled, stale])[(m.AGREEMENT, "agmt-1")]
+    assert record["Status__c"] == "Cancelled"
+    assert (record["Purchase_Amount__c"], record["Currency__c"]) == (10.0, "EUR")
+
+
+def test_license_status_newer_event_wins() -> None:
+    arn = "arn:aws:license-manager::111122223333:license:l-9"
+    updated = ev(
+        Kind.LICENSE_UPDATED,
+        12,
+        agreement_id="agmt-1",
+        license_arn=arn,
+        product_code="4x9k2m7q1z8p3v6b0n5c2w7r1",
+    )
+    gone = ev(Kind.LICENSE_DEPROVISIONED, 13, agreement_id="agmt-1", license_arn=arn)
+    again = ev(Kind.LICENSE_UPDATED, 14, agreement_id="agmt-1", license_arn=arn)
+    key = (m.AGREEMENT, "agmt-1")
+    assert fold([gone, updated])[key]["License_Status__c"] == "Deprovisioned"
+    record = fold([again, gone, updated])[key]
+    assert record["License_Status__c"] == "Provisioned"
+    assert record["Product_Code__c"] == "4x9k2m7q1z8p3v6b0n5c2w7r1"
+    assert record["License_ARN__c"] == arn
+    assert "Status__c" not in record  # license events propose no status

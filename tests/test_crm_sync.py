@@ -506,3 +506,29 @@ def test_crash_between_crm_write_and_commit_replays_same_values(
     assert result.written == 11 and result.pending == 0
     assert records(store) == after_crash
     assert after_crash == run_batches(tmp_path / "ref", [events])
+
+
+def test_sqlite_store_from_an_older_model_gains_the_new_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crm.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        'CREATE TABLE "AWS_Agreement__c" ("Id" TEXT PRIMARY KEY,'
+        ' "Agreement_ID__c" TEXT NOT NULL UNIQUE, "Status__c" TEXT)'
+    )
+    old.execute("INSERT INTO AWS_Agreement__c VALUES ('a01x', 'agmt-old', 'Active')")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    try:
+        result = store.upsert(
+            m.AGREEMENT,
+            "Agreement_ID__c",
+            [{"Agreement_ID__c": "agmt-old", "License_Status__c": "Provisioned"}],
+        )
+        assert result[0].ok
+        (row,) = store.fetch_all(m.AGREEMENT)
+        assert (row["Status__c"], row["License_Status__c"]) == ("Active", "Provisioned")
+    finally:
+        store.close()

@@ -279,6 +279,18 @@ def test_check_names_missing_field_and_bad_flags(
     assert lines["salesforce Account"].ok
 
 
+def test_check_names_missing_picklist_values(
+    backend: SalesforceBackend, emulator: Emulator
+) -> None:
+    # An org deployed before the Agreement API statuses existed.
+    status = emulator.store.schema["AWS_Agreement__c"].fields["Status__c"]
+    status.picklist = tuple(v for v in status.picklist if v != "Rolled Back")
+    lines = {line.name: line for line in backend.check()}
+    agreement = lines["salesforce AWS_Agreement__c"]
+    assert not agreement.ok
+    assert "Status__c lacks picklist values: Rolled Back" in agreement.detail
+
+
 def test_update_opportunities(backend: SalesforceBackend, emulator: Emulator) -> None:
     for i, offer in enumerate(["offer-a", "offer-b", "offer-c"]):
         emulator.store.create(

@@ -432,3 +432,39 @@ def test_depth_scan_is_exact_and_linear(text: str, depth: int) -> None:
     from mailsync.parsers.jsonload import json_depth
 
     assert json_depth(text) == depth
+
+
+API_FIXTURE = (
+    Path(__file__).parent / "fixtures" / "api" / "with_summary_and_terms_eur.json"
+)
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "sqs-wrapped"])
+def test_agreement_api_response_on_the_queue_is_rejected(
+    tmp_path: Path, ca: SigningAuthority, wrapped: bool
+) -> None:
+    # Only the Agreement API source speaks for the "api" channel: the same
+    # JSON written to the queue is a forgery, never an unverified snapshot.
+    from mailsync.aws.sqs_policy import admit_json
+    from mailsync.config import load
+    from mailsync.errors import RejectedError
+
+    settings = load(config_with(tmp_path, ca))
+    assert settings.sqs is not None
+    body = API_FIXTURE.read_text()
+    if wrapped:
+        body = json.dumps({"Body": body})
+    verifier = SnsVerifier(fetch=None)
+    with pytest.raises(RejectedError, match="Agreement API response"):
+        admit_json(body, settings.sqs, verifier)
+
+
+def test_replay_of_a_saved_agreement_api_response_is_rejected(
+    tmp_path: Path, ca: SigningAuthority, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config_with(tmp_path, ca)
+    assert main(["replay", "--config", str(cfg), str(API_FIXTURE)]) == 0
+    out, err = capsys.readouterr()
+    assert "rejected: a saved Agreement API response is not trusted" in err
+    assert "replayed 0 inputs" in out
+    assert crm_rows(tmp_path) == 0

@@ -23,37 +23,35 @@ found in the standard chain.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from typing import Any
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 from tenacity.wait import wait_base
 
+from mailsync.aws.agreement_api import (
+    AgreementApi,
+    ApiCache,
+    ApiCaller,
+    has_credentials,
+    jsonable,
+    make_client,
+)
 from mailsync.config import EnrichmentSettings
-from mailsync.event import Event, Kind, Money
+from mailsync.event import Event, Kind
 from mailsync.log import kv
+from mailsync.parsers.agreement_api import snapshot
 from mailsync.statedb import ensure
+
+__all__ = ["Enricher", "entitlement_summary", "has_credentials", "subscription_key"]
 
 log = logging.getLogger(__name__)
 
 _DDL = """
-CREATE TABLE IF NOT EXISTS enrich_cache (
-    key TEXT PRIMARY KEY,
-    fetched_at REAL NOT NULL,
-    payload TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS entitlements (
     subscription_key TEXT PRIMARY KEY,
     customer_account_id TEXT,
@@ -84,28 +82,15 @@ _AGREEMENT_KINDS = frozenset(
     }
 )
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
-# Errors worth another try (Entitlement/Agreement API references, "Errors").
-_RETRY_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "InternalServiceErrorException",
-        "InternalServerException",
-        "ServiceUnavailableException",
-    }
-)
 _MAX_PAGES = 20
-
-
-def _retryable(err: BaseException) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in _RETRY_CODES or int(status or 0) >= 500
-    return isinstance(err, ConnectionError | HTTPClientError)
+#: Facts DescribeAgreement adds to an agreement event that lacks them.
+_AGREEMENT_FACTS = (
+    "acceptance_date",
+    "start_date",
+    "end_date",
+    "offer_id",
+    "product_id",
+)
 
 
 def subscription_key(product_code: str, customer: str) -> str:
@@ -123,13 +108,6 @@ def entitlement_summary(
         (subscription_key(product_code, customer_identifier),),
     ).fetchone()
     return str(row[0]) if row else None
-
-
-def has_credentials() -> bool:
-    """True when the standard AWS credential chain yields credentials."""
-    import boto3
-
-    return boto3.session.Session().get_credentials() is not None
 
 
 class Enricher:
@@ -151,18 +129,24 @@ class Enricher:
         self.state = state
         if state is not None:
             ensure(state, _DDL)
-        self._memory: dict[str, tuple[float, Any]] = {}
-        self.ttl = ttl
-        self.clock = clock
-        self.attempts = attempts
-        self.wait = wait or wait_exponential_jitter(multiplier=0.5, max=8)
+        self.cache = ApiCache(state, ttl=ttl, clock=clock)
+        self.caller = ApiCaller(attempts=attempts, wait=wait)
         self.enabled = settings.enabled
         if self.enabled and entitlement_client is None and not has_credentials():
             log.info("enrichment off: no AWS credentials found")
             self.enabled = False
         self._entitlement = entitlement_client
-        self._agreement = agreement_client
-        self.calls = 0  #: API calls made (cache misses), for status and tests
+        self.agreements = AgreementApi(
+            region=settings.region or "us-east-1",
+            endpoint_url=settings.endpoint_url,
+            caller=self.caller,
+            client=agreement_client,
+        )
+
+    @property
+    def calls(self) -> int:
+        """API requests made (cache misses and retries), for status and tests."""
+        return self.caller.calls
 
     def __call__(self, event: Event) -> Event:
         return self.enrich(event)
@@ -193,8 +177,8 @@ class Enricher:
             filt = {"CUSTOMER_AWS_ACCOUNT_ID": [event.customer_account_id]}
         else:
             filt = {"CUSTOMER_IDENTIFIER": [str(customer)]}
-        entitlements = self._cached(
-            f"entitlements:{code}:{json.dumps(filt, sort_keys=True)}",
+        entitlements = self.cache.get(
+            f"entitlements:{code}:{sorted(filt.items())}",
             lambda: self._get_entitlements(code, filt),
         )
         accounts = {
@@ -217,7 +201,8 @@ class Enricher:
             kwargs: dict[str, Any] = {"ProductCode": code, "Filter": dict(filt)}
             if token:
                 kwargs["NextToken"] = token
-            page = self._call(self._entitlement_client().get_entitlements, **kwargs)
+            client = self._entitlement_client()
+            page = self.caller.call(client.get_entitlements, **kwargs)
             for item in page.get("Entitlements", []):
                 out.append(
                     {
@@ -258,120 +243,39 @@ class Enricher:
         if event.purchase_amount and event.start_date and event.end_date:
             return event
         agreement_id = str(event.agreement_id)
-        info = self._cached(
-            f"agreement:{agreement_id}", lambda: self._describe(agreement_id)
+        described = self.cache.get(
+            f"describe:{agreement_id}",
+            lambda: jsonable(self.agreements.describe(agreement_id)),
         )
-        changes: dict[str, Any] = {}
-        amount, currency = info.get("amount"), info.get("currency")
-        if event.purchase_amount is None and amount and currency:
-            try:
-                value = Decimal(amount)
-                # 0 means pure usage pricing (API reference): no contract value.
-                if value > 0:
-                    changes["purchase_amount"] = Money(value, currency)
-            except (InvalidOperation, ValueError):
-                pass
-        for field, key in (
-            ("acceptance_date", "acceptance"),
-            ("start_date", "start"),
-            ("end_date", "end"),
-        ):
-            day = _day(info.get(key))
-            if getattr(event, field) is None and day is not None:
-                changes[field] = day
-        acceptor = info.get("acceptor") or ""
-        if (
-            event.customer_account_id is None
-            and not event.customer_account_ids
-            and _ACCOUNT_RE.match(acceptor)
-        ):
-            changes["customer_account_id"] = acceptor
-            changes["customer_account_ids"] = (acceptor,)
-        if event.offer_id is None and info.get("offer_id"):
-            changes["offer_id"] = info["offer_id"]
-        if event.product_id is None and info.get("product_id"):
-            changes["product_id"] = info["product_id"]
-        return event.replace(**changes) if changes else event
-
-    def _describe(self, agreement_id: str) -> dict[str, Any]:
-        r = self._call(
-            self._agreement_client().describe_agreement, agreementId=agreement_id
-        )
-        charges = r.get("estimatedCharges") or {}
-        proposal = r.get("proposalSummary") or {}
-        resources = proposal.get("resources") or [{}]
-        return {
-            "acceptor": (r.get("acceptor") or {}).get("accountId"),
-            "acceptance": _iso(r.get("acceptanceTime")),
-            "start": _iso(r.get("startTime")),
-            "end": _iso(r.get("endTime")),
-            "amount": charges.get("agreementValue"),
-            "currency": charges.get("currencyCode"),
-            "offer_id": proposal.get("offerId"),
-            "product_id": resources[0].get("id"),
+        # The same reading of the response as the Agreement API source.
+        api = snapshot(described, {}, {})
+        if not api.recognized or api.agreement_id != agreement_id:
+            return event
+        changes: dict[str, Any] = {
+            name: getattr(api, name)
+            for name in _AGREEMENT_FACTS
+            if getattr(event, name) is None and getattr(api, name) is not None
         }
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        self.calls += 1
-        for attempt in Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=self.wait,
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        ):
-            with attempt:
-                return fn(**kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _cached(self, key: str, load: Callable[[], Any]) -> Any:
-        now = self.clock()
-        if self.state is not None:
-            row = self.state.execute(
-                "SELECT fetched_at, payload FROM enrich_cache WHERE key = ?", (key,)
-            ).fetchone()
-            if row and now - float(row[0]) < self.ttl:
-                return json.loads(row[1])
-        elif key in self._memory and now - self._memory[key][0] < self.ttl:
-            return self._memory[key][1]
-        value = load()
-        if self.state is not None:
-            with self.state:
-                self.state.execute(
-                    "INSERT OR REPLACE INTO enrich_cache (key, fetched_at, payload)"
-                    " VALUES (?,?,?)",
-                    (key, now, json.dumps(value)),
-                )
-        else:
-            self._memory[key] = (now, value)
-        return value
+        amount = api.purchase_amount
+        # 0 means pure usage pricing (API reference): no contract value.
+        if event.purchase_amount is None and amount is not None and amount.amount > 0:
+            changes["purchase_amount"] = amount
+        acceptor = api.customer_account_id
+        if event.customer_account_id is None and not event.customer_account_ids:
+            if acceptor is not None:
+                changes["customer_account_id"] = acceptor
+                changes["customer_account_ids"] = (acceptor,)
+        return event.replace(**changes) if changes else event
 
     def _entitlement_client(self) -> Any:
         if self._entitlement is None:
-            self._entitlement = self._client("marketplace-entitlement")
-        return self._entitlement
-
-    def _agreement_client(self) -> Any:
-        if self._agreement is None:
-            self._agreement = self._client("marketplace-agreement")
-        return self._agreement
-
-    def _client(self, service: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        # Typed as Any: the stubs only accept each service name as a literal.
-        factory: Any = boto3.session.Session().client
-        return factory(
-            service,
             # The Entitlement Service exists only in us-east-1.
-            region_name=self.settings.region or "us-east-1",
-            endpoint_url=self.settings.endpoint_url or None,
-            config=Config(
-                connect_timeout=5, read_timeout=15, retries={"max_attempts": 1}
-            ),
-        )
+            self._entitlement = make_client(
+                "marketplace-entitlement",
+                self.settings.region or "us-east-1",
+                self.settings.endpoint_url,
+            )
+        return self._entitlement
 
 
 def _iso(value: object) -> str | None:
@@ -381,13 +285,6 @@ def _iso(value: object) -> str | None:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return None
-
-
-def _day(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
-    day = date.fromisoformat(value[:10])
-    return None if day.year >= 9999 else day  # "no end" (contract section 2)
 
 
 def _value(value: Mapping[str, Any]) -> Any:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from mailsync.config import SqsSettings
 from mailsync.errors import RejectedError
 from mailsync.event import Event, Trust
+from mailsync.parsers.agreement_api import is_agreement_response
 from mailsync.parsers.eventbridge import is_eventbridge_event
 from mailsync.parsers.json_input import (
     Unwrapped,
@@ -105,6 +106,10 @@ def admit_object(
     parse, or its `Confirmation`; `RejectedError` for a failed check."""
     obj = found.obj
     trust = Trust.UNVERIFIED
+    if isinstance(obj, Mapping) and is_agreement_response(obj):
+        # AWS never delivers Agreement API answers through a queue; only the
+        # Agreement API source may speak for the "api" channel.
+        raise RejectedError("an Agreement API response is not a queue message")
     envelope = normalize_envelope(obj)
     if envelope is not None:
         if settings.verify_signatures:

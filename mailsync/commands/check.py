@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                 lines += source.check()
             finally:
                 source.close()
-        if not (settings.imap or settings.maildir or settings.sqs):
+        if not (
+            settings.imap or settings.maildir or settings.sqs or settings.agreements
+        ):
             lines.append(CheckLine("sources", False, "no [source.*] table configured"))
         crm_file = settings.crm.sqlite_path
         if settings.crm.backend == "sqlite" and not crm_file.exists():

@@ -36,6 +36,7 @@ _UNCHECKED = {
     Channel.EMAIL: "parse does not check email DKIM signatures",
     Channel.SNS: "no SNS signature check is configured",
     Channel.EVENTBRIDGE: "EventBridge events carry no signature of their own",
+    Channel.API: "a saved Agreement API response carries no signature",
 }
 
 

@@ -71,6 +71,13 @@ def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, E
         event = parse_bytes(raw, name=path.name)
         if event.recognized and event.channel is Channel.EMAIL:
             event = check_email(raw, event, settings.security)
+        elif event.recognized and event.channel is Channel.API:
+            # A saved API answer cannot be authenticated; AWS's own record is
+            # read again from the API by `mailsync reconcile --apply`.
+            event = event.rejected(
+                "a saved Agreement API response is not trusted; use"
+                " `mailsync reconcile --apply` to read it from the API"
+            )
         elif event.recognized and event.channel in _QUEUE_CHANNELS:
             try:
                 event = queue.check(raw)

@@ -37,6 +37,7 @@ from mailsync.crm.mapping_model import (
     LAST_AT,
     LAST_KIND,
     LENGTHS,
+    LICENSE_STATUSES,
     NAME,
     NUMBER_FIELDS,
     OBJECTS,
@@ -96,6 +97,9 @@ _AGREEMENT_STATUS = {
     "TERMINATED": "Terminated",
     "RENEWED": "Renewed",
     "REPLACED": "Replaced",
+    "ARCHIVED": "Archived",
+    "ROLLED_BACK": "Rolled Back",
+    "SUPERSEDED": "Superseded",
 }
 #: The status an agreement event implies when it carries no `agreement_status`.
 _KIND_AGREEMENT_STATUS = {
@@ -106,7 +110,16 @@ _KIND_AGREEMENT_STATUS = {
     Kind.AGREEMENT_AMENDED: "Active",
     Kind.AGREEMENT_CANCELLED: "Cancelled",
     Kind.AGREEMENT_ENDED: None,  # only from agreement_status
+    Kind.AGREEMENT_SNAPSHOT: None,  # the Agreement API's status, as given
 }
+#: `License_Status__c` per license event (contract section 6).
+_LICENSE_STATUS = dict(
+    zip(
+        (Kind.LICENSE_UPDATED, Kind.LICENSE_DEPROVISIONED),
+        LICENSE_STATUSES,
+        strict=True,
+    )
+)
 #: Kinds whose status is the kind itself, whatever agreement_status says.
 _FIXED_AGREEMENT_STATUS = {
     Kind.AGREEMENT_CREATION_FAILED: "Creation Failed",
@@ -247,6 +260,10 @@ def _agreement(event: Event, agreement_id: str) -> Touch:
         "ISV_Name__c": e.isv_name,
         "ISV_AWS_Account_ID__c": e.isv_account_id,
         "Previous_Agreement_ID__c": e.previous_agreement_id,
+        "License_ARN__c": e.license_arn,
+        "Product_Code__c": e.product_code,
+        # A fact, so the newer license event wins (merge: greatest version).
+        "License_Status__c": _LICENSE_STATUS.get(e.kind),
         **_last(e),
     }
     return Touch(AGREEMENT, agreement_id, _clean(facts), agreement_status(e))
@@ -346,7 +363,8 @@ def touches(
     - the offer: Published for offer.published / offer.released; Accepted for
       any event naming both the offer and an agreement;
     - the subscription `<product_code>:<customer_identifier>` for SNS events;
-    - one event row keyed by `event_key()`.
+    - one event row keyed by `event_key()`, except for an
+      `agreement.snapshot` (state, not an event: contract section 6).
     Unrecognized and rejected events name nothing. Every text value is free
     of control characters and fits its field (`mailsync.crm.clamp`), so one
     oversized or hostile value can never make the CRM refuse the record.
@@ -370,7 +388,8 @@ def touches(
         out.append(_offer(event, event.offer_id, "Accepted"))
     if sub:
         out.append(sub)
-    out.append(_event_row(event))
+    if event.kind is not Kind.AGREEMENT_SNAPSHOT:
+        out.append(_event_row(event))
     if extra_fields:
         out = [_with_extras(t, event, extra_fields.get(t.obj, {})) for t in out]
     return [_clamped(t) for t in out]

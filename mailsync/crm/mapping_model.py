@@ -39,13 +39,17 @@ ACCOUNT_REF = "Account__r"
 #: Every field mailsync writes by default, per object (contract section 4).
 FIELDS: dict[str, tuple[str, ...]] = {
     ACCOUNT: ("AWS_Account_ID__c", NAME),
-    AGREEMENT: tuple(
-        "Agreement_ID__c Name Status__c Account__c Customer_AWS_Account_ID__c "
+    AGREEMENT: (
+        *"Agreement_ID__c Name Status__c Account__c Customer_AWS_Account_ID__c "
         "Customer_Name__c Offer_ID__c Offer_Name__c Product_ID__c Product_Name__c "
         "Acceptance_Date__c Start_Date__c End_Date__c Purchase_Amount__c "
         "Wholesale_Price__c Margin__c Currency__c Channel_Partner_Name__c "
         "Channel_Partner_AWS_Account_ID__c ISV_Name__c ISV_AWS_Account_ID__c "
-        "Previous_Agreement_ID__c Last_Event_At__c Last_Event_Kind__c".split()
+        "Previous_Agreement_ID__c Last_Event_At__c Last_Event_Kind__c".split(),
+        # Concurrent Agreements: the license identifies a purchase (section 6).
+        "License_ARN__c",
+        "Product_Code__c",
+        "License_Status__c",
     ),
     OFFER: tuple(
         "Offer_ID__c Name Status__c Product_ID__c Product_Name__c "
@@ -95,7 +99,13 @@ AGREEMENT_RANK: dict[str, int] = {
     "Renewed": 3,
     "Replaced": 3,
     "Creation Failed": 3,
+    # Agreement API statuses (contract section 6).
+    "Archived": 3,
+    "Rolled Back": 3,
+    "Superseded": 3,
 }
+#: `AWS_Agreement__c.License_Status__c` values (contract section 6).
+LICENSE_STATUSES: tuple[str, ...] = ("Provisioned", "Deprovisioned")
 OFFER_RANK: dict[str, int] = {"Published": 1, "Accepted": 2}
 SUBSCRIPTION_RANK: dict[str, int] = {
     "Subscribe Failed": 1,
@@ -122,9 +132,9 @@ _TEXT_LENGTHS: dict[str, dict[int, str]] = {
         12: "Customer_AWS_Account_ID__c Channel_Partner_AWS_Account_ID__c "
         "ISV_AWS_Account_ID__c",
         64: "Agreement_ID__c Previous_Agreement_ID__c Last_Event_Kind__c",
-        100: "Offer_ID__c Product_ID__c",
+        100: "Offer_ID__c Product_ID__c Product_Code__c",
         255: "Customer_Name__c Offer_Name__c Product_Name__c "
-        "Channel_Partner_Name__c ISV_Name__c",
+        "Channel_Partner_Name__c ISV_Name__c License_ARN__c",
     },
     OFFER: {
         3: "Currency__c",

@@ -87,6 +87,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_ddl())
+            self._add_new_columns()
         except (OSError, sqlite3.Error) as err:
             raise store_error(path, err) from None
 
@@ -175,6 +176,17 @@ class SqliteStore:
         self.conn.close()
 
     # -- internals -------------------------------------------------------------
+
+    def _add_new_columns(self) -> None:
+        """Columns a newer model added (e.g. `License_ARN__c`) on a store
+        created by an older mailsync: ADD COLUMN keeps every row."""
+        for obj, fields in m.FIELDS.items():
+            have = {r[1] for r in self.conn.execute(f'PRAGMA table_info("{obj}")')}
+            for f in fields:
+                if f not in have:
+                    self.conn.execute(
+                        f'ALTER TABLE "{obj}" ADD COLUMN "{f}" {_column_type(f)}'
+                    )
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:

@@ -29,6 +29,7 @@ from mailsync.event import AGREEMENT_STATUSES, Channel, Event, Kind, Role, Trust
 from mailsync.parsers.sns import parse_timestamp
 
 __all__ = [
+    "LICENSE_ARN_RE",
     "MARKETPLACE_SOURCES",
     "is_eventbridge_event",
     "parse_eventbridge",
@@ -66,6 +67,10 @@ _OFFER_RE = re.compile(r"^(?:offer-)?[A-Za-z0-9]{6,64}$")
 _PRODUCT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{5,127}$")
 _PRODUCT_CODE_RE = re.compile(r"^[A-Za-z0-9]{10,40}$")
 _RESALE_RE = re.compile(r"^resaleauthz-[A-Za-z0-9]{6,64}$")
+# License Manager ARNs; AWS's own examples drop the `arn:` prefix (reference 3.4).
+LICENSE_ARN_RE = re.compile(
+    r"^(?:arn:)?aws[a-z-]*:license-manager:[A-Za-z0-9:/_.-]{1,200}$"
+)
 
 
 def is_eventbridge_event(obj: object) -> bool:
@@ -174,6 +179,7 @@ def _detail_fields(
         ),
         "product_name": _text(product.get("title")),
         "product_code": _match(product.get("code"), _PRODUCT_CODE_RE),
+        "license_arn": _match(_obj(detail.get("license")).get("arn"), LICENSE_ARN_RE),
         "offer_id": _match(offer.get("id") or agreement.get("offerId"), _OFFER_RE),
         "offer_name": _text(offer.get("name")),
         "offer_expiration_date": _date(offer.get("expirationDate")),

@@ -6,6 +6,9 @@ Export: `parse_json(data, *, sqs_sent_at=None) -> Event`. It accepts
 - a bare Marketplace SNS message (SNS raw message delivery);
 - an EventBridge event (also when an SNS Notification carries it as its
   `Message`, as when an EventBridge rule targets an SNS topic);
+- a saved Agreement API `DescribeAgreement` response, bare or as
+  `{"agreement": ..., "summary": ..., "terms": ...}` (channel `api`,
+  `mailsync.parsers.agreement_api`);
 - an SQS message whose body holds one of those: the boto3 `ReceiveMessage`
   shape (`Body`, `Attributes.SentTimestamp`) or the Lambda SQS record shape
   (`body`, `attributes.SentTimestamp`), and a Lambda `{"Records": [...]}`
@@ -31,6 +34,7 @@ from typing import Any
 
 from mailsync.errors import ParseError
 from mailsync.event import Channel, Event
+from mailsync.parsers.agreement_api import is_agreement_response, parse_agreement
 from mailsync.parsers.eventbridge import is_eventbridge_event, parse_eventbridge
 from mailsync.parsers.jsonload import TooDeepError, load_json
 from mailsync.parsers.sns import is_bare_message, normalize_envelope, parse_sns
@@ -97,7 +101,8 @@ def unwrap(
     """Decode `data` (depth-bounded, `jsonload`) and take off the SQS message
     (`Body` / `body`) and Lambda batch (`Records` of one) wrappers; an
     `unrecognized` event when the input is not usable JSON. JSON nested too
-    deeply raises `jsonload.TooDeepError` (hostile, not merely unusable)."""
+    deeply raises `jsonload.TooDeepError` (hostile, not merely unusable).
+    A saved Agreement API response is recognised at the top level only."""
     text = decode(data)
     if isinstance(text, Event):
         return text
@@ -122,6 +127,7 @@ def _unwrap_obj(
     if (
         not isinstance(obj, Mapping)
         or is_eventbridge_event(obj)
+        or (depth == 0 and is_agreement_response(obj))
         or normalize_envelope(obj) is not None
         or is_bare_message(obj)
     ):
@@ -162,6 +168,8 @@ def parse_unwrapped(found: Unwrapped) -> Event:
         )
     if is_eventbridge_event(obj):
         return parse_eventbridge(obj)
+    if found.wrappers == 0 and is_agreement_response(obj):
+        return parse_agreement(obj)
     envelope = normalize_envelope(obj)
     if envelope is not None:
         inner = event_in_notification(envelope)
@@ -170,7 +178,8 @@ def parse_unwrapped(found: Unwrapped) -> Event:
     if envelope is not None or is_bare_message(obj):
         return parse_sns(obj, sqs_sent_at=found.sent_at)
     return Event.unrecognized(
-        "JSON object is not an SNS message, an EventBridge event or an SQS message",
+        "JSON object is not an SNS message, an EventBridge event, an SQS message"
+        " or an Agreement API response",
         channel=Channel.SNS,
     )
 

@@ -104,6 +104,11 @@ def schema_problems(spec: ObjectSpec, describe: dict[str, Any]) -> list[str]:
             problems.append(f"{f.name} is {have.get('type')}, expected {f.kind}")
         if f.reference_to and f.reference_to not in (have.get("referenceTo") or []):
             problems.append(f"{f.name} must be a lookup to {f.reference_to}")
+        if f.values and have.get("type") == "picklist":
+            known = {v.get("value") for v in have.get("picklistValues") or []}
+            lacking = [v for v in f.values if v not in known]
+            if lacking:
+                problems.append(f"{f.name} lacks picklist values: {', '.join(lacking)}")
     if missing:
         problems.insert(0, f"missing fields: {', '.join(missing)}; {DEPLOY_HINT}")
     return problems

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mailsync.crm.mapping import CrmMapping
+from mailsync.crm.mapping import AGREEMENT_RANK, CrmMapping
+from mailsync.crm.mapping_model import LICENSE_STATUSES
 
 #: Describe ``type`` values accepted for each field kind.
 DESCRIBE_TYPES: dict[str, frozenset[str]] = {
@@ -32,6 +33,8 @@ class FieldSpec:
     name: str
     kind: str = "text"
     reference_to: str = ""  #: parent object of a lookup ("Account")
+    #: picklist values mailsync writes (checked when the field is a picklist)
+    values: tuple[str, ...] = ()
 
     @property
     def relationship(self) -> str:
@@ -65,7 +68,7 @@ AGREEMENT = ObjectSpec(
     "Agreement_ID__c",
     (
         FieldSpec("Name"),
-        FieldSpec("Status__c", "picklist"),
+        FieldSpec("Status__c", "picklist", values=tuple(AGREEMENT_RANK)),
         FieldSpec("Account__c", "reference", "Account"),
         *_text(
             "Customer_AWS_Account_ID__c",
@@ -87,6 +90,8 @@ AGREEMENT = ObjectSpec(
         ),
         FieldSpec("Last_Event_At__c", "datetime"),
         FieldSpec("Last_Event_Kind__c"),
+        *_text("License_ARN__c", "Product_Code__c"),
+        FieldSpec("License_Status__c", "picklist", values=LICENSE_STATUSES),
     ),
 )
 
