@@ -31,6 +31,7 @@ across threads).
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -57,6 +58,7 @@ from mailsync.log import configure, kv
 from mailsync.metrics import start_metrics
 from mailsync.notify import sd_notify, watchdog_period
 from mailsync.pipeline import Pipeline
+from mailsync.progress import Progress
 from mailsync.sources.base import PassResult
 from mailsync.sources.imap import ImapSource
 from mailsync.sources.imap_conn import AuthError
@@ -369,7 +371,18 @@ class Daemon:
             self.fatal = str(err)
             return
         ledger = Ledger(conn)
-        source = ImapSource(imap, Pipeline(self.settings, ledger))
+
+        def status(text: str | None) -> None:  # a backfill's count in STATUS=
+            if text is None:
+                self.activity.pop(worker.name, None)
+            else:
+                self.activity[worker.name] = text
+
+        source = ImapSource(
+            imap,
+            Pipeline(self.settings, ledger),
+            progress=functools.partial(Progress, bar=False, on_status=status),
+        )
         worker.source = source
         outbox = Outbox(conn)
         attempt = 0

@@ -28,6 +28,8 @@ from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, StateError
 from mailsync.event import Channel, Event, Trust
+from mailsync.log import configure
+from mailsync.progress import Progress
 from mailsync.statedb import open_db
 
 
@@ -62,17 +64,19 @@ def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, E
     from mailsync.security.email_trust import check_email
 
     out = []
-    for path in paths:
-        raw = read_input(path)
-        event = parse_bytes(raw, name=path.name)
-        if event.recognized and event.channel is Channel.EMAIL:
-            event = check_email(raw, event, settings.security)
-        if not event.recognized:
-            print(f"{path}: unrecognized: {event.reason}", file=sys.stderr)
-        elif event.trust is Trust.REJECTED:
-            print(f"{path}: rejected: {event.reason}", file=sys.stderr)
-        else:
-            out.append((path, event))
+    with Progress("replay", len(paths), "inputs") as report:
+        for path in paths:
+            raw = read_input(path)
+            event = parse_bytes(raw, name=path.name)
+            if event.recognized and event.channel is Channel.EMAIL:
+                event = check_email(raw, event, settings.security)
+            if not event.recognized:
+                report.echo(f"{path}: unrecognized: {event.reason}")
+            elif event.trust is Trust.REJECTED:
+                report.echo(f"{path}: rejected: {event.reason}")
+            else:
+                out.append((path, event))
+            report.advance()
     return out
 
 
@@ -99,6 +103,7 @@ def _dry_backend(settings: Settings) -> CrmBackend:
 
 def run(args: argparse.Namespace) -> int:
     settings = config.load(args.config)
+    configure(settings.log)  # progress lines when stderr is no terminal
     events = load_events(settings, expand(args.paths))
     if args.dry_run:
         conn = _state_copy(settings.state.path)
