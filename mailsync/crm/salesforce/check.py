@@ -32,7 +32,6 @@ class SalesforceBackend(Protocol):
 
     def _call(self, what: str, fn: Callable[[], T]) -> T: ...
 
-
 DEPLOY_HINT = "deploy config/salesforce (see README, Connect Salesforce)"
 
 
