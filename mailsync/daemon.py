@@ -377,6 +377,9 @@ class Daemon:
                 self.activity.pop(worker.name, None)
             else:
                 self.activity[worker.name] = text
+            # at once (Progress sends at most one a second): a backfill that
+            # ends within the main loop's tick still shows its start and end
+            sd_notify(f"STATUS={self._status()}")
 
         source = ImapSource(
             imap,

@@ -8,13 +8,22 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
 from pathlib import Path
 
-from conftest import ROOT, ImapUser, mailsync_env, run_mailsync, write_config
+from conftest import (
+    ROOT,
+    ImapUser,
+    mailsync_env,
+    run_mailsync,
+    start_mailsync,
+    wait_for,
+    write_config,
+)
 from mail import newsletter, offer_accepted
 
 from mailsync.progress import MIN_TOTAL, Progress
@@ -139,3 +148,39 @@ def test_small_jobs_show_nothing_and_status_text_counts():
         assert p.done == 200
     assert seen[0] == "backfill 0/200 messages"
     assert seen[-2:] == ["backfill 200/200 messages", None]
+
+
+def test_daemon_backfill_reports_counts_in_status_and_log(
+    tmp_path: Path, imap_user: ImapUser
+):
+    from survival_helpers import NotifyListener
+
+    n = 2000
+    imap_user.append([offer_accepted(20_000 + i) for i in range(n)])
+    cfg = write_config(tmp_path, imap_user.imap_table(batch_size=20))
+    notify = NotifyListener()
+    env = mailsync_env()
+    env["NOTIFY_SOCKET"] = notify.path
+    log = tmp_path / "daemon.log"
+    proc = start_mailsync("run", "--config", str(cfg), log=log, env=env)
+    try:
+        wait_for(lambda: f"done={n} total={n}" in log.read_text(), 120, "the backfill")
+        wait_for(
+            lambda: notify.statuses()[-1:] == ["watching imap:imap"],
+            10,
+            "the status line without the backfill",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        notify.close()
+    counts = [
+        int(m[1])
+        for s in notify.statuses()
+        if (m := re.fullmatch(rf"watching imap:imap; imap:imap: backfill (\d+)/{n}"
+                              r" messages", s))
+    ]  # fmt: skip
+    statuses = notify.statuses()
+    assert counts and counts == sorted(counts) and 0 <= counts[0] < n, statuses
+    lines = progress_lines(log.read_text(), "backfill")
+    assert tenths(lines, n, 200) == list(range(0, n + 1, 200))
