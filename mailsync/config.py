@@ -205,6 +205,8 @@ class CrmSettings:
     sqlite_path: Path = Path("var/crm.sqlite3")
     salesforce: SalesforceSettings = field(default_factory=SalesforceSettings)
     flush_interval: int = 30
+    #: new events flush this many seconds after the last of a burst
+    flush_debounce: float = 0.5
     pause_seconds: int = 1800  # CRM writes pause this long after an API limit
 
 
@@ -507,8 +509,13 @@ def _crm(s: _Section) -> CrmSettings:
         sqlite_path=sqlite_path,
         salesforce=sf,
         flush_interval=s.integer("flush_interval", 30),
+        flush_debounce=s.number("flush_debounce", 0.5),
         pause_seconds=s.integer("pause_seconds", 1800),
     )
+    if out.flush_interval < 1:
+        raise s.error("flush_interval", "must be at least 1 (seconds)")
+    if not 0 <= out.flush_debounce <= 60:
+        raise s.error("flush_debounce", "must be between 0 and 60 (seconds)")
     s.finish()
     return out
 

@@ -8,11 +8,17 @@
   (tenacity's `wait_exponential_jitter`) and always does a full search after a
   reconnect, so mail that arrived meanwhile is not missed;
 - APScheduler 3.11 interval jobs (coalesce, max_instances=1,
-  misfire_grace_time) for Maildir polls, Agreement API passes every
-  `[source.agreements] poll_interval` s, and the CRM flush every
-  `[crm] flush_interval` s; the flushes share one `CrmConnection`, so one
-  Salesforce login serves them all (a new one after an expired session or a
-  failed flush; see `mailsync.crm.connection`);
+  misfire_grace_time) for Maildir polls and Agreement API passes every
+  `[source.agreements] poll_interval` s;
+- one CRM flush thread (`mailsync.crm.flusher`): a pass that made new events
+  durable pokes it, and it flushes at once or, when events keep coming,
+  `[crm] flush_debounce` s after the last one, in one batch; every
+  `[crm] flush_interval` s it flushes anyway (catch-up and retries; after a
+  failure pokes wait for that clock). The flushes share one `CrmConnection`,
+  so one Salesforce login serves them all (a new one after an expired session
+  or a failed flush; see `mailsync.crm.connection`);
+- a long pass (a backfill) reports its progress in STATUS= and in log lines
+  (`mailsync.progress`);
 - the main thread handles signals and talks to systemd: READY=1 once started,
   WATCHDOG=1 only while every worker shows progress, STATUS=…, STOPPING=1.
 
@@ -26,6 +32,7 @@ across threads).
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -44,6 +51,7 @@ from mailsync import config
 from mailsync.aws.agreements_source import AgreementsSource
 from mailsync.config import ImapSettings, Settings
 from mailsync.crm.connection import CrmConnection
+from mailsync.crm.flusher import Flusher
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync
 from mailsync.errors import ConfigError, MailsyncError, StateError
@@ -53,6 +61,7 @@ from mailsync.metrics import start_metrics
 from mailsync.notify import sd_notify, watchdog_period
 from mailsync.pipeline import Pipeline
 from mailsync.preflight import check_secrets
+from mailsync.progress import Progress
 from mailsync.sources.base import PassResult
 from mailsync.sources.imap import ImapSource
 from mailsync.sources.imap_conn import AuthError
@@ -98,11 +107,14 @@ class Daemon:
         #: the CRM backend (Salesforce session) the flushes of the running
         #: configuration share; closed by `_halt`
         self._crm: CrmConnection | None = None
+        self._flusher: Flusher | None = None
         #: what is wrong right now, per worker ("imap:NAME", "sqs", "crm");
         #: shown in systemd's STATUS= and cleared when the part recovers
         self.problems: dict[str, str] = {}
         #: the reason CRM writes are paused, as last logged (None: not paused)
         self._crm_paused: str | None = None
+        #: long work in progress, per worker (a backfill's count); in STATUS=
+        self.activity: dict[str, str] = {}
 
     # -- signals ---------------------------------------------------------------
 
@@ -150,6 +162,9 @@ class Daemon:
             f"maildir:{m.path}" for m in self.settings.maildir
         ]
         text = "watching " + (", ".join(names) or "no sources")
+        activity = dict(self.activity)
+        if activity:
+            text += "; " + "; ".join(f"{k}: {v}" for k, v in sorted(activity.items()))
         problems = dict(self.problems)
         if problems:
             text += "; " + "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
@@ -166,6 +181,8 @@ class Daemon:
         for w in self._workers:
             if not w.thread.is_alive() or now - w.beat > limit:
                 return False
+        if self._flusher is not None and not self._flusher.alive():
+            return False
         return self._scheduler is None or self._scheduler.running
 
     def _reload(self) -> None:
@@ -189,6 +206,13 @@ class Daemon:
         self._workers_stop = stop = threading.Event()
         self._workers = []
         self.problems.clear()  # the new workers report afresh
+        self.activity.clear()
+        crm = self._crm = CrmConnection(self.settings)
+        self._flusher = Flusher(
+            lambda: self._flush(crm, stop),
+            interval=self.settings.crm.flush_interval,
+            debounce=self.settings.crm.flush_debounce,
+        ).start()
         for imap in self.settings.imap:
             worker = _Worker(f"imap:{imap.name}", threading.Thread())
             worker.thread = threading.Thread(
@@ -237,15 +261,6 @@ class Daemon:
                 args=(self._agreements_pass, self.settings.agreements, stop),
                 id="agreements",
             )
-        self._crm = CrmConnection(self.settings)
-        sched.add_job(
-            self._job,
-            "interval",
-            seconds=self.settings.crm.flush_interval,
-            next_run_time=now,
-            args=(self._flush, self._crm, stop),
-            id="crm",
-        )
         sched.start()
         self._scheduler = sched
 
@@ -254,6 +269,9 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._flusher is not None:  # after the flush in progress, if any
+            self._flusher.stop()
+            self._flusher = None
         if self._crm is not None:  # no flush runs any more: log out of the CRM
             self._crm.close()
             self._crm = None
@@ -285,6 +303,8 @@ class Daemon:
             except MailsyncError as err:
                 ledger.source_error(source.name, str(err))
                 raise
+            if result.synced:
+                self._poke()
             if result.fetched:
                 log.info("pass done", extra=kv(source=source.name, **_counts(result)))
         finally:
@@ -301,10 +321,33 @@ class Daemon:
                 self.problems.pop("agreements", None)
             if result.fetched or result.failed:
                 log.info("pass done", extra=kv(source=source.name, **_counts(result)))
+            if result.synced:
+                self._poke()
         finally:
             conn.close()
 
-    def _flush(self, crm: CrmConnection, stop: threading.Event) -> None:
+    def _poke(self) -> None:
+        """A pass made new outbox events durable: let the flusher know."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.poke()
+
+    def _flush(self, crm: CrmConnection, stop: threading.Event) -> bool:
+        """One flush for the flusher thread; False when the CRM failed or
+        writes are paused (the flusher then waits `flush_interval`)."""
+        if stop.is_set():
+            return True
+        try:
+            return self._flush_once(crm)
+        except StateError as err:
+            self.fatal = str(err)
+        except Exception as err:  # logged; the flusher retries on its clock
+            log.error(
+                f"crm flush failed: {err}", exc_info=not isinstance(err, MailsyncError)
+            )
+        return False
+
+    def _flush_once(self, crm: CrmConnection) -> bool:
         conn = open_db(self.settings.state.path)
         try:
             sync = CrmSync(self.settings, conn, connection=crm)
@@ -339,6 +382,7 @@ class Daemon:
                         paused=result.paused_reason,
                     ),
                 )
+            return result.paused_reason is None
         finally:
             conn.close()
 
@@ -354,7 +398,9 @@ class Daemon:
             else:
                 self.problems[worker.name] = message
 
-        fatal = sqs.serve(self.settings, stop, on_beat=beat, on_error=problem)
+        fatal = sqs.serve(
+            self.settings, stop, on_beat=beat, on_error=problem, on_synced=self._poke
+        )
         if fatal:
             self.fatal = fatal
 
@@ -367,7 +413,21 @@ class Daemon:
             self.fatal = str(err)
             return
         ledger = Ledger(conn)
-        source = ImapSource(imap, Pipeline(self.settings, ledger))
+
+        def status(text: str | None) -> None:  # a backfill's count in STATUS=
+            if text is None:
+                self.activity.pop(worker.name, None)
+            else:
+                self.activity[worker.name] = text
+            # at once (Progress sends at most one a second): a backfill that
+            # ends within the main loop's tick still shows its start and end
+            sd_notify(f"STATUS={self._status()}")
+
+        source = ImapSource(
+            imap,
+            Pipeline(self.settings, ledger),
+            progress=functools.partial(Progress, bar=False, on_status=status),
+        )
         worker.source = source
         outbox = Outbox(conn)
         attempt = 0
@@ -377,6 +437,8 @@ class Daemon:
                 try:
                     result = source.run_pass(outbox, stop)
                     attempt = 0
+                    if result.synced:
+                        self._poke()
                     self.problems.pop(worker.name, None)
                     if result.fetched or result.failed:
                         log.info(

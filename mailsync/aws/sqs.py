@@ -59,11 +59,13 @@ def serve(
     *,
     on_beat: Callable[[], None] = lambda: None,
     on_error: Callable[[str | None], None] = lambda _: None,
+    on_synced: Callable[[], None] = lambda: None,
 ) -> str | None:
     """The daemon's SQS worker: pass, long-poll, repeat until `stop`; connection
     errors back off (1 s steps, calling `on_beat` to stay visibly alive).
     `on_error` gets each failure's message, and None once a pass succeeds
-    again (the daemon shows it in systemd's STATUS=).
+    again (the daemon shows it in systemd's STATUS=). `on_synced` is called
+    after a pass that made new events durable (the daemon's flush trigger).
     Returns the message of a fatal `StateError`, else None."""
     from mailsync.statedb import open_db
 
@@ -82,6 +84,8 @@ def serve(
                 result = source.run_pass(outbox, stop)
                 attempt = 0
                 on_error(None)
+                if result.synced:
+                    on_synced()
                 if result.fetched:
                     log.info("pass done", extra=kv(source=source.name, **vars(result)))
                 on_beat()

@@ -27,6 +27,8 @@ from mailsync.crm import deadletter
 from mailsync.crm.sync import CrmSync, FlushResult
 from mailsync.errors import InputError
 from mailsync.ledger import SYNCED
+from mailsync.log import configure
+from mailsync.progress import Progress
 from mailsync.quarantine import KEPT, SKIPPED, Entry, Retried, Retrier, entries, get
 from mailsync.statedb import open_db
 from mailsync.textsafe import dumps, escape
@@ -37,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.quarantine_command == "retry":
         _check_retry_args(args)  # before touching any file
     settings = config.load(args.config or config.default_path())
+    if args.quarantine_command == "retry":
+        configure(settings.log)  # progress lines when stderr is no terminal
     conn = open_db(settings.state.path)
     try:
         if args.quarantine_command == "list":
@@ -154,7 +158,11 @@ def _retry(
         if not todo:
             print("quarantine is empty")
     retrier = Retrier(settings, conn)
-    results = [retrier.retry(e) for e in todo]
+    results = []
+    with Progress("quarantine retry", len(todo), "entries") as report:
+        for e in todo:
+            results.append(retrier.retry(e))
+            report.advance()
     for r in results:
         print(_line(r))
     if results:

@@ -34,7 +34,9 @@ from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, RejectedError, StateError, TransientError
 from mailsync.event import Channel, Event, Trust
+from mailsync.log import configure
 from mailsync.parsers.files import files_in
+from mailsync.progress import Progress
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
 from mailsync.wording import plural
@@ -66,32 +68,35 @@ def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, E
 
     queue = SavedInputChecker(settings.sqs, settings.security.sns_certificate_dir)
     out = []
-    for path in paths:
-        raw = read_input(path)
-        event = parse_bytes(raw, name=path.name)
-        if event.recognized and event.channel is Channel.EMAIL:
-            event = check_email(raw, event, settings.security)
-        elif event.recognized and event.channel is Channel.API:
-            # A saved API answer cannot be authenticated; AWS's own record is
-            # read again from the API by `mailsync reconcile --apply`.
-            event = event.rejected(
-                "a saved Agreement API response is not trusted; use"
-                " `mailsync reconcile --apply` to read it from the API"
-            )
-        elif event.recognized and event.channel in _QUEUE_CHANNELS:
-            try:
-                event = queue.check(raw)
-            except RejectedError as err:
-                event = event.rejected(str(err))
-            except TransientError as err:
-                print(f"{path}: not checked, skipped: {err}", file=sys.stderr)
-                continue
-        if not event.recognized:
-            print(escape(f"{path}: unrecognized: {event.reason}"), file=sys.stderr)
-        elif event.trust is Trust.REJECTED:
-            print(escape(f"{path}: rejected: {event.reason}"), file=sys.stderr)
-        else:
-            out.append((path, event))
+    with Progress("replay", len(paths), "inputs") as report:
+        for path in paths:
+            raw = read_input(path)
+            event = parse_bytes(raw, name=path.name)
+            if event.recognized and event.channel is Channel.EMAIL:
+                event = check_email(raw, event, settings.security)
+            elif event.recognized and event.channel is Channel.API:
+                # A saved API answer cannot be authenticated; AWS's own record
+                # is read again from the API by `mailsync reconcile --apply`.
+                event = event.rejected(
+                    "a saved Agreement API response is not trusted; use"
+                    " `mailsync reconcile --apply` to read it from the API"
+                )
+            elif event.recognized and event.channel in _QUEUE_CHANNELS:
+                try:
+                    event = queue.check(raw)
+                except RejectedError as err:
+                    event = event.rejected(str(err))
+                except TransientError as err:
+                    report.echo(f"{path}: not checked, skipped: {err}")
+                    report.advance()
+                    continue
+            if not event.recognized:
+                report.echo(f"{path}: unrecognized: {event.reason}")
+            elif event.trust is Trust.REJECTED:
+                report.echo(f"{path}: rejected: {event.reason}")
+            else:
+                out.append((path, event))
+            report.advance()
     return out
 
 
@@ -118,6 +123,7 @@ def _dry_backend(settings: Settings) -> CrmBackend:
 
 def run(args: argparse.Namespace) -> int:
     settings = config.load(args.config)
+    configure(settings.log)  # progress lines when stderr is no terminal
     events = load_events(settings, expand(args.paths))
     if args.dry_run:
         conn = _state_copy(settings.state.path)

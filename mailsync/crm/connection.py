@@ -4,8 +4,9 @@
 That is right for the one-shot commands (`run --once`, `replay`,
 `quarantine retry`, `check`, `records`), which flush at most a few times.
 
-The daemon flushes every ``[crm] flush_interval`` seconds (30 by default);
-logging in to Salesforce for each of those would cost about 120 logins an
+The daemon flushes whenever new events are durable and at least every
+``[crm] flush_interval`` seconds (30 by default, `mailsync.crm.flusher`);
+logging in to Salesforce for each of those would cost at least 120 logins an
 hour, each one an entry in the integration user's login history and an extra
 round trip. So the daemon holds one `CrmConnection` per configuration and
 hands it to every `CrmSync`:
@@ -27,11 +28,11 @@ hands it to every `CrmSync`:
 
 Only the Salesforce backend is kept between flushes. The embedded SQLite store
 is a local file whose connection belongs to the thread that opened it, and the
-daemon's flushes run on the scheduler's worker threads, so it is opened and
-closed by each flush, as before (it costs no login).
+daemon's flushes run on the flusher thread, which a reload replaces, so it is
+opened and closed by each flush, as before (it costs no login).
 
-One flush at a time: the daemon's flush job has ``max_instances=1``; the lock
-only guards `close()` against a flush still finishing.
+One flush at a time: the daemon runs every flush on its one flusher thread;
+the lock only guards `close()` against a flush still finishing.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from mailsync.config import ImapSettings
 from mailsync.errors import MailsyncError, TransientError
 from mailsync.log import kv
 from mailsync.pipeline import Pipeline
+from mailsync.progress import Progress, ProgressFactory
 from mailsync.sink import Sink
 from mailsync.sources.base import CheckLine, PassResult
 from mailsync.sources.imap_batch import (
@@ -75,9 +76,17 @@ def news_meanwhile(client: IMAPClient) -> bool:
 class ImapSource:
     """Implements `mailsync.sources.base.Source` for one IMAP folder."""
 
-    def __init__(self, settings: ImapSettings, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        settings: ImapSettings,
+        pipeline: Pipeline,
+        *,
+        progress: ProgressFactory = Progress,
+    ) -> None:
+        """`progress` reports a long pass (a backfill; `mailsync.progress`)."""
         self.settings = settings
         self.pipeline = pipeline
+        self.progress = progress
         self.name = f"imap:{settings.name}"
         self.client: IMAPClient | None = None
         self.uidvalidity = 0

@@ -28,6 +28,7 @@ from imapclient import IMAPClient
 from mailsync.ledger import FAILED, REJECTED, SYNCED, UNRECOGNIZED, Batch
 from mailsync.log import kv
 from mailsync.pipeline import Item, Outcome
+from mailsync.progress import ProgressFactory
 from mailsync.sink import Sink
 from mailsync.sources.base import PassResult
 from mailsync.sources.maildir import count
@@ -45,6 +46,7 @@ class ImapSource(Protocol):
     pipeline: Pipeline
     uidvalidity: int
     keywords_ok: bool
+    progress: ProgressFactory
 
     def beat(self) -> None: ...
 
@@ -123,7 +125,10 @@ class BatchLoop:
         batches = plan_batches(uids, sizes, s.batch_size, s.batch_bytes)
         unmarked: Marks | None = None  # handled, not yet committed and marked
         fetched: FetchData | None = None
-        with self.ledger.batch() as tx:
+        report = self.src.progress(
+            "backfill", len(uids), "messages", source=self.src.name
+        )
+        with report, self.ledger.batch() as tx:
             try:
                 for n, batch in enumerate(batches):
                     if self.stop.is_set():
@@ -134,6 +139,7 @@ class BatchLoop:
                     unmarked, fetched = self.batch(
                         batch, fetched, following, sizes, unmarked, tx
                     )
+                    report.advance(len(batch))
             except NET_ERRORS:
                 tx.commit()  # what was handled stays handled; marked later
                 raise
