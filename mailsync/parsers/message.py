@@ -101,8 +101,27 @@ _QUOTE = re.compile(r"\n(?:[ \t]*>)+[ \t]?")
 
 
 def email_view(raw: bytes) -> EmailView:
-    """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it."""
-    mail = mailparser.parse_from_bytes(raw)
+    """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it.
+
+    The bytes are first given CRLF line ends (`canonical_lines`), the form
+    the DKIM check reads too (`mailsync.parsers.reading`)."""
+    return view_of(mailparser.parse_from_bytes(canonical_lines(raw)))
+
+
+def canonical_lines(raw: bytes) -> bytes:
+    """`raw` with every line end written CRLF: a lone LF and a lone CR each
+    become CRLF (the standard library's MIME parser reads all three as a
+    line end; dkimpy reads CRLF and LF). Both readers then see one text."""
+    crlf = raw.count(b"\r\n")
+    if crlf == raw.count(b"\n") and crlf == raw.count(b"\r"):
+        return raw  # already canonical (IMAP always, most files)
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return text.replace(b"\n", b"\r\n")
+
+
+def view_of(mail: Any) -> EmailView:
+    """The view of one message already parsed by mail-parser (its bytes
+    canonical, see `canonical_lines`)."""
     message = mail.message
     outer_subject = " ".join(str(mail.subject or "").split())
     from_name, from_address = _sender(mail.from_)
@@ -155,7 +174,7 @@ def email_view(raw: bytes) -> EmailView:
         subject = subject or _FWD_PREFIX.sub("", outer_subject).strip()
         original_from = str(attached.get("From", "")) or None
         original_date = _block_date(str(attached.get("Date", "")), None)
-    message_id = str(mail.message_id or "").strip().strip("<>").strip() or None
+    message_id = clean_message_id(message.get_all("Message-ID"))
     return EmailView(
         subject=subject,
         outer_subject=outer_subject,
@@ -173,6 +192,27 @@ def email_view(raw: bytes) -> EmailView:
         auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
         is_reply=bool(_RE_PREFIX.match(outer_subject)),
     )
+
+
+_MSG_ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,250})>")
+_BARE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
+
+
+def clean_message_id(values: Any) -> str | None:
+    """The Message-ID (RFC 5322 3.6.4) without angle brackets, or None.
+
+    Only a single header counts (several make the message rejected, see
+    `mailsync.parsers.reading`); the value must be one `<id>` of printable
+    ASCII (or a bare such token), so no list, control character or space
+    ever reaches the ledger, a log line or the CRM."""
+    if not values or len(values) != 1:
+        return None
+    value = " ".join(str(values[0]).split())
+    found = _MSG_ID.search(value)
+    if found is not None:
+        return found.group(1)
+    bare = value.strip("<>").strip()
+    return bare if _BARE_ID.fullmatch(bare) else None
 
 
 def _unquote(text: str) -> str:

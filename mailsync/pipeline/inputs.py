@@ -1,6 +1,7 @@
 """The values that travel through `mailsync.pipeline`.
 
-- `Item`: one input of a batch (ledger key, bytes, origin for the outbox).
+- `Item`: one input of a batch (ledger key, bytes, origin for the outbox,
+  receive time).
 - `Outcome`: what happened to one input (the ledger's vocabulary: synced,
   unrecognized, rejected, failed), with the event and the facts recorded.
 - `Pending`: an input that passed the checks needing no parsing.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from mailsync import ledger as L
@@ -25,6 +27,8 @@ InputKind = Literal["email", "json"]
 #: the blank line that ends the header block, and a (folded) Message-ID field
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_MSG_ID_TOKEN = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,250})>")
+_BARE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Item:
     key: str
     raw: bytes
     origin: str = ""
+    #: when the source received it (IMAP INTERNALDATE, file mtime); None = now
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -79,4 +85,11 @@ def header_message_id(raw: bytes) -> str | None:
     if found is None:
         return None
     value = " ".join(found.group(1).decode("ascii", "replace").split())
-    return value.strip("<>").strip() or None
+    # One `<id>` of printable ASCII (RFC 5322 3.6.4), else a bare such token:
+    # whatever the sender wrote, no list, space or control character is
+    # recorded or logged as a Message-ID.
+    token = _MSG_ID_TOKEN.search(value)
+    if token is not None:
+        return token.group(1)
+    bare = value.strip("<>").strip()
+    return bare if _BARE_ID.fullmatch(bare) else None
