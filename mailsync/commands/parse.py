@@ -15,14 +15,18 @@ made for a parsed input; with `--require-trust` every event that is not
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
 from mailsync import config
+from mailsync.config import SecuritySettings
 from mailsync.errors import ConfigError, InputError
 from mailsync.event import Channel, Event, Trust
-from mailsync.parsers.files import parse_bytes, read_input
+from mailsync.parsers.files import parse_bytes, read_input, received_at
+from mailsync.security.email_gate import clamp_occurred
+from mailsync.security.limits import check_size, parse_with_timeout
 from mailsync.security.sns_verify import saved_input_verdict
 
 # Why an input stays unverified when `parse` runs without any trust check.
@@ -68,18 +72,19 @@ def apply_trust(
 def run(args: argparse.Namespace) -> int:
     """Parse every path in `args.paths`; see the module docstring."""
     require_trust = bool(getattr(args, "require_trust", False))
-    cert_dir = _sns_certificate_dir(getattr(args, "config", None))
+    security = _security(getattr(args, "config", None))
+    cert_dir = security.sns_certificate_dir or None
     code = 0
     for given in args.paths:
         path = Path(given)
         try:
-            raw = read_input(path)
+            raw = read_input(path, security.max_message_bytes)
         except InputError as err:
             sys.stdout.flush()  # keep stdout and stderr in input order on a tty
             print(f"mailsync: {err}", file=sys.stderr)
             code = err.exit_code
             continue
-        event = parse_bytes(raw, name=path.name)
+        event = parse_capped(raw, path, security)
         event = apply_trust(
             event, raw, path, require_trust=require_trust, sns_certificate_dir=cert_dir
         )
@@ -87,18 +92,31 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _sns_certificate_dir(given: Path | None) -> str | None:
-    """`[security] sns_certificate_dir` from `--config`, else from the default
-    config when it exists and is valid; parse needs no config at all."""
+def parse_capped(raw: bytes, path: Path, security: SecuritySettings) -> Event:
+    """`parse_bytes` under the same limits as live input: `[security]
+    max_message_bytes` (`raw` may hold one byte more, see `read_input`) and
+    the parse time cap (a worker process); an email's date is clamped to the
+    file's mtime."""
+    too_big = check_size(raw, security)
+    if too_big is not None:
+        return Event.unrecognized(too_big)
+    fn = functools.partial(parse_bytes, name=path.name)
+    event = parse_with_timeout(fn, raw, security.parse_timeout_seconds)
+    return clamp_occurred(event, received_at(path))
+
+
+def _security(given: Path | None) -> SecuritySettings:
+    """`[security]` from `--config`, else from the default config when it
+    exists and is valid; parse needs no config at all."""
     path = given or config.default_path()
     if given is None and not path.is_file():
-        return None
+        return SecuritySettings()
     try:
-        return config.load(path).security.sns_certificate_dir or None
+        return config.load(path).security
     except ConfigError:
         if given is not None:
             raise
-        return None
+        return SecuritySettings()
 
 
 def _emit(obj: dict[str, object]) -> None:

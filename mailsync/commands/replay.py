@@ -26,8 +26,8 @@ from mailsync.config import Settings
 from mailsync.crm.backend import CrmBackend
 from mailsync.crm.outbox import Outbox
 from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
-from mailsync.errors import InputError, StateError
-from mailsync.event import Channel, Event, Trust
+from mailsync.errors import InputError, StateError, TransientError
+from mailsync.event import Event, Trust
 from mailsync.statedb import open_db
 
 
@@ -58,15 +58,30 @@ def _files(folder: Path) -> Iterator[Path]:
 
 def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, Event]]:
     """Parse and trust-check each input; report and drop the unusable ones."""
-    from mailsync.parsers.files import parse_bytes, read_input
-    from mailsync.security.email_trust import check_email
+    from mailsync.commands.parse import parse_capped
+    from mailsync.parsers.files import is_json, read_input, received_at
+    from mailsync.pipeline.evaluate import evaluate
+    from mailsync.security.limits import check_size
 
     out = []
+    security = settings.security
     for path in paths:
-        raw = read_input(path)
-        event = parse_bytes(raw, name=path.name)
-        if event.recognized and event.channel is Channel.EMAIL:
-            event = check_email(raw, event, settings.security)
+        # The limits of live input: size (never read a huge file whole) and
+        # the parse time cap; an email goes through the pipeline's own
+        # evaluation (one reading for DKIM and the parsers).
+        raw = read_input(path, security.max_message_bytes)
+        too_big = check_size(raw, security)
+        if too_big is not None:
+            print(f"{path}: rejected: {too_big}", file=sys.stderr)
+            continue
+        if is_json(raw, path.name):
+            event = parse_capped(raw, path, security)
+        else:
+            try:
+                event = evaluate(settings, raw, received_at(path))
+            except TransientError as err:
+                print(f"{path}: not replayed, retry later: {err}", file=sys.stderr)
+                continue
         if not event.recognized:
             print(f"{path}: unrecognized: {event.reason}", file=sys.stderr)
         elif event.trust is Trust.REJECTED:
