@@ -127,6 +127,7 @@ class EmailParser:
 
     def _build(self, msg: EmailView, found: dict[str, list[str]]) -> Event:
         got: dict[str, Any] = {}
+        found = _bounded(found)
         for key, raws in found.items():
             if (convert := _CONVERT.get(key)) is not None:
                 # One value per label is the rule; `_one` of a single value
@@ -186,6 +187,27 @@ class EmailParser:
             dedupe_ids=(msg.message_id,) if msg.message_id else (),
             **got,
         )
+
+
+#: longer raw values of IDs, dates, amounts and accounts are no such value
+#: (the longest genuine one is an account list of a few hundred characters);
+#: dropping them keeps every value pattern's work bounded by this length
+_MAX_VALUE = 4096
+#: free-text keys, clamped where they reach the CRM rather than dropped here
+_TEXT_KEYS = frozenset(
+    {"customer_name", "product_name", "offer_name", "isv_name",
+     "channel_partner_name", "duration"}
+)  # fmt: skip
+
+
+def _bounded(found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`found` without over-long values of keys that are not free text."""
+    if all(len(v) <= _MAX_VALUE for raws in found.values() for v in raws):
+        return found
+    return {
+        key: [v for v in raws if key in _TEXT_KEYS or len(v) <= _MAX_VALUE]
+        for key, raws in found.items()
+    }
 
 
 def _one(raws: Iterable[str], convert: Callable[[str], T | None]) -> T | None:

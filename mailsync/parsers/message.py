@@ -83,15 +83,27 @@ _RE_PREFIX = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.I)
 # `_MARKERS`, `_OUTLOOK` and `_QUOTE` start at the newline before a line and
 # are run over the text with a newline put in front: the regex engine then
 # looks at line starts only, not at every position.
+# Every run of "quote marks and spaces" stays within one line (`_INLINE`,
+# never a newline): a pattern tried at each newline then reads one line, not
+# every line below it, and the search is linear in the text (a run of blank
+# lines before "From:" once made it quadratic).
+_INLINE = r"(?:[^\S\n]|>)*"
 _MARKERS = re.compile(
-    r"\n[>\s]*(?:-{2,}\s*Forwarded message(?:\s+from\s.*?)?\s*-{2,}"
-    r"|Begin forwarded message:?|-{2,}\s*Original Message\s*-{2,}"
-    r"|-{2,}\s*Forwarded by .*|_{8,})\s*$",
+    r"\n" + _INLINE + r"(?:-{2,}[^\S\n]*Forwarded message(?:[^\S\n]+from\s[^\n]*?)?"
+    r"[^\S\n]*-{2,}"
+    r"|Begin forwarded message:?|-{2,}[^\S\n]*Original Message[^\S\n]*-{2,}"
+    r"|-{2,}[^\S\n]*Forwarded by [^\n]*|_{8,})[^\S\n]*$",
     re.I | re.M,
 )
 # Outlook puts no marker line: the block starts at "From:" and has "Sent:".
 _OUTLOOK = re.compile(
-    r"\n[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
+    r"\n"
+    + _INLINE
+    + r"From:[^\n]*\n(?:"
+    + _INLINE
+    + r"[\w-]+:[^\n]*\n){0,3}?"
+    + _INLINE
+    + r"(?:Sent|Date):",
     re.I | re.M,
 )
 _HEADER_LINE = re.compile(
