@@ -67,6 +67,7 @@ from mailsync.crm.sqlite_store import SqliteStore
 from mailsync.crm.sync import CrmSync
 from mailsync.event import Channel, Event, Kind
 from mailsync.parsers import parse_email
+from mailsync.security.email_gate import clamp_occurred
 from mailsync.statedb import open_db
 
 SEED = 20260401
@@ -296,7 +297,9 @@ def uninterrupted(tmp: Path, sellers: list[Seller]) -> SqliteStore:
     conn = open_db(settings.state.path)
     outbox = Outbox(conn)
     for s in sellers:
-        outbox.submit(parse_email(s.raw))
+        # A date later than the receive time is clamped to it (one fixture
+        # is dated in the future); the appends all happened before now.
+        outbox.submit(clamp_occurred(parse_email(s.raw)))
     store = SqliteStore(settings.crm.sqlite_path)
     result = CrmSync(settings, conn, backend=store).flush()
     assert (result.pending, result.dead_lettered) == (0, 0)

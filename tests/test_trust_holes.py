@@ -11,6 +11,7 @@ the reading rules of `mailsync.security.reading` and the signature rules of
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -446,3 +447,52 @@ def test_imap_forgeries_rejected_and_genuine_synced(
     # INTERNALDATE (the append) bounds the date of the future-dated one.
     late = events[1].occurred_at
     assert late is not None and before - (late - before) <= late <= datetime.now(UTC)
+
+
+# -- parse and quarantine retry read the same way -----------------------------
+
+
+def test_parse_refuses_the_smuggled_reading(
+    tmp_path: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "forged.eml"
+    path.write_bytes(SMUGGLED + sign(keys, newsletter()))
+    assert main(["parse", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["kind"], out["trust"]) == ("offer.accepted", "rejected")
+    assert str(out["reason"]).startswith("header block holds a bare CR")
+
+
+def test_quarantine_retry_keeps_the_smuggled_mail_rejected(
+    tmp_path: Path, keys: Keys, dns: DnsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "forged.eml").write_bytes(SMUGGLED + sign(keys, newsletter()))
+    cfg = tmp_path / "mailsync.toml"
+    cfg.write_text(
+        f'[state]\npath = "{tmp_path / "state.sqlite3"}"\n'
+        f'[security]\ndns_servers = ["{dns.address}"]\ndns_timeout = 2.0\n'
+        f'[source.maildir]\npath = "{inbox}"\n'
+        '[crm]\nbackend = "sqlite"\n'
+        f'[crm.sqlite]\npath = "{tmp_path / "crm.sqlite3"}"\n'
+    )
+    main(["run", "--once", "--config", str(cfg)])
+    capsys.readouterr()
+    main(["quarantine", "retry", "--all", "--config", str(cfg)])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "forged.eml: rejected -> rejected" in line
+    assert "header block holds a bare CR" in line
+    assert not (tmp_path / "crm.sqlite3").exists() or _agreements(tmp_path) == []
+
+
+def _agreements(tmp: Path) -> list[tuple[object, ...]]:
+    crm = sqlite3.connect(tmp / "crm.sqlite3")
+    try:
+        return crm.execute(
+            'SELECT "Agreement_ID__c" FROM "AWS_Agreement__c"'
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        crm.close()

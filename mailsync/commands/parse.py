@@ -18,14 +18,15 @@ import argparse
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mailsync import config
 from mailsync.config import SecuritySettings
 from mailsync.errors import ConfigError, InputError
 from mailsync.event import Channel, Event, Trust
-from mailsync.parsers.files import parse_bytes, read_input, received_at
-from mailsync.security.email_gate import clamp_occurred
+from mailsync.parsers.files import is_json, parse_bytes, read_input, received_at
+from mailsync.security.email_gate import clamp_occurred, read_and_parse
 from mailsync.security.limits import check_size, parse_with_timeout
 from mailsync.security.sns_verify import saved_input_verdict
 
@@ -100,7 +101,10 @@ def parse_capped(raw: bytes, path: Path, security: SecuritySettings) -> Event:
     too_big = check_size(raw, security)
     if too_big is not None:
         return Event.unrecognized(too_big)
-    fn = functools.partial(parse_bytes, name=path.name)
+    if is_json(raw, path.name):
+        fn: Callable[[bytes], Event] = functools.partial(parse_bytes, name=path.name)
+    else:
+        fn = read_and_parse  # the one reading the daemon's trust check uses
     event = parse_with_timeout(fn, raw, security.parse_timeout_seconds)
     return clamp_occurred(event, received_at(path))
 

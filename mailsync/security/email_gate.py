@@ -30,10 +30,28 @@ from mailsync.event import Channel, Event
 from mailsync.parsers import parse_view
 from mailsync.security.dkim_check import DnsFunc
 from mailsync.security.email_trust import decide
-from mailsync.security.reading import read_email
+from mailsync.security.reading import Reading, read_email
 
 #: how far an email's own date may lie after its receive time
 SKEW = timedelta(minutes=10)
+
+
+def read_and_parse(raw: bytes) -> Event:
+    """The event of one email on its one reading, without the DKIM and
+    sender checks (`mailsync parse`): a message the reading refuses (a bare
+    CR in the header block, a repeated From...) is rejected all the same."""
+    reading, event = _parsed(raw)
+    if event.recognized and reading.problem is not None:
+        return event.rejected(reading.problem)
+    return event
+
+
+def _parsed(raw: bytes) -> tuple[Reading, Event]:
+    reading = read_email(raw)
+    if reading.view is None:
+        reason = reading.unreadable or "unreadable message"
+        return reading, Event.unrecognized(reason, channel=Channel.EMAIL)
+    return reading, parse_view(reading.view)
 
 
 def evaluate_email(
@@ -42,12 +60,7 @@ def evaluate_email(
     """The event of one email with its trust decided; never raises for bad
     input. Raises `TransientError` when DNS is unavailable (retry later)."""
     started = time.monotonic()
-    reading = read_email(raw)
-    if reading.view is None:
-        return Event.unrecognized(
-            reading.unreadable or "unreadable message", channel=Channel.EMAIL
-        )
-    event = parse_view(reading.view)
+    reading, event = _parsed(raw)
     if not event.recognized:
         return event
     cap = settings.parse_timeout_seconds
