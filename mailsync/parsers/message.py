@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import mailparser
 
+from mailsync import message_id
 from mailsync.parsers.htmltext import html_to_text
 
 
@@ -206,25 +207,13 @@ def view_of(mail: Any) -> EmailView:
     )
 
 
-_MSG_ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,250})>")
-_BARE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
-
-
 def clean_message_id(values: Any) -> str | None:
-    """The Message-ID (RFC 5322 3.6.4) without angle brackets, or None.
-
-    Only a single header counts (several make the message rejected, see
-    `mailsync.parsers.reading`); the value must be one `<id>` of printable
-    ASCII (or a bare such token), so no list, control character or space
-    ever reaches the ledger, a log line or the CRM."""
+    """The Message-ID without angle brackets (`mailsync.message_id.clean`),
+    or None. Only a single header counts: several make the message rejected
+    (see `mailsync.security.reading`)."""
     if not values or len(values) != 1:
         return None
-    value = " ".join(str(values[0]).split())
-    found = _MSG_ID.search(value)
-    if found is not None:
-        return found.group(1)
-    bare = value.strip("<>").strip()
-    return bare if _BARE_ID.fullmatch(bare) else None
+    return message_id.clean(str(values[0]))
 
 
 def _unquote(text: str) -> str:

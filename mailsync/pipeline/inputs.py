@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Literal
 
 from mailsync import ledger as L
+from mailsync import message_id
 from mailsync.event import Event
 
 InputKind = Literal["email", "json"]
@@ -27,8 +28,6 @@ InputKind = Literal["email", "json"]
 #: the blank line that ends the header block, and a (folded) Message-ID field
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
-_MSG_ID_TOKEN = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,250})>")
-_BARE_ID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,250}")
 
 
 @dataclass(frozen=True)
@@ -84,12 +83,6 @@ def header_message_id(raw: bytes) -> str | None:
     found = _MESSAGE_ID.search(head, 0, end.start() if end else len(head))
     if found is None:
         return None
-    value = " ".join(found.group(1).decode("ascii", "replace").split())
-    # One `<id>` of printable ASCII (RFC 5322 3.6.4), else a bare such token:
-    # whatever the sender wrote, no list, space or control character is
+    # Whatever the sender wrote, no list, space or control character is
     # recorded or logged as a Message-ID.
-    token = _MSG_ID_TOKEN.search(value)
-    if token is not None:
-        return token.group(1)
-    bare = value.strip("<>").strip()
-    return bare if _BARE_ID.fullmatch(bare) else None
+    return message_id.clean(found.group(1).decode("ascii", "replace"))
