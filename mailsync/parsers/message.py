@@ -116,20 +116,25 @@ _QUOTE = re.compile(r"\n(?:[ \t]*>)+[ \t]?")
 def email_view(raw: bytes) -> EmailView:
     """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it.
 
-    The bytes are first given CRLF line ends (`canonical_lines`), the form
-    the DKIM check reads too (`mailsync.parsers.reading`)."""
+    The bytes are first given one kind of line end (`canonical_lines`), the
+    form the DKIM check reads too (`mailsync.security.reading`)."""
     return view_of(mailparser.parse_from_bytes(canonical_lines(raw)))
 
 
 def canonical_lines(raw: bytes) -> bytes:
-    """`raw` with every line end written CRLF: a lone LF and a lone CR each
-    become CRLF (the standard library's MIME parser reads all three as a
-    line end; dkimpy reads CRLF and LF). Both readers then see one text."""
+    """`raw` with one kind of line end and no lone CR: unchanged when every
+    line ends in CRLF (IMAP) or every line in LF (most files); otherwise
+    every CRLF, lone CR and lone LF becomes LF. The standard library's MIME
+    parser reads all three as a line end, dkimpy only CRLF and LF (and reads
+    an LF-only message exactly as its CRLF form): on these bytes both read
+    the same lines."""
+    cr = raw.count(b"\r")
+    if not cr:
+        return raw  # LF only
     crlf = raw.count(b"\r\n")
-    if crlf == raw.count(b"\n") and crlf == raw.count(b"\r"):
-        return raw  # already canonical (IMAP always, most files)
-    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return text.replace(b"\n", b"\r\n")
+    if crlf == cr and crlf == raw.count(b"\n"):
+        return raw  # CRLF only
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 def view_of(mail: Any) -> EmailView:

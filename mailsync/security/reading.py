@@ -5,11 +5,11 @@ anything is decided about it (the pipeline's parse worker, `quarantine
 retry`, `replay`; `parse` reads through `email_view`, which canonicalizes the
 same way):
 
-- Line ends are canonicalized once (`canonical_lines`: every lone CR and lone
-  LF becomes CRLF). dkimpy reads CRLF and LF as line ends, the standard
-  library's MIME parser also a lone CR; on the canonical bytes both read the
-  same lines, and the DKIM verdict is computed on exactly the bytes the view
-  is parsed from.
+- Line ends are canonicalized once (`canonical_lines`: a message with mixed
+  line ends or a lone CR gets LF line ends throughout). dkimpy reads CRLF
+  and LF as line ends, the standard library's MIME parser also a lone CR; on
+  the canonical bytes both read the same lines, and the DKIM verdict is
+  computed on exactly the bytes the view is parsed from.
 - A header block holding a lone CR is refused outright (`problem`): RFC 5322
   section 2.2 allows CR only as part of CRLF, and such a block is the one
   place where a genuine signature and a smuggled header block can coexist
@@ -73,7 +73,7 @@ _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 class Reading:
     """The one reading of a message (see the module docstring)."""
 
-    canonical: bytes  #: the bytes with CRLF line ends; DKIM verifies these
+    canonical: bytes  #: one kind of line end, no lone CR; DKIM verifies these
     view: EmailView | None
     message: Message | None  #: what `view` was parsed from
     unreadable: str | None = None  #: why there is no view
@@ -118,12 +118,12 @@ def _lone_cr(raw: bytes) -> str | None:
 
 def _field_names(canonical: bytes) -> tuple[list[str], str | None]:
     """Lower-case field names of the header block, and what is wrong with it."""
-    end = canonical.find(b"\r\n\r\n")
-    if canonical.startswith(b"\r\n"):
+    if canonical.startswith((b"\r\n", b"\n")):
         return [], None
-    head = canonical[: end if end != -1 else len(canonical)]
+    end = _RAW_HEADER_END.search(canonical)  # CRLF or LF only, see above
+    head = canonical[: end.start() if end else len(canonical)]
     names: list[str] = []
-    for n, line in enumerate(head.split(b"\r\n")):
+    for n, line in enumerate(head.replace(b"\r\n", b"\n").split(b"\n")):
         if line[:1] in (b" ", b"\t"):
             if not names:
                 return names, "the header block starts with a continuation line"
