@@ -64,8 +64,8 @@ def evaluate_email(
     if not event.recognized:
         return event
     cap = settings.parse_timeout_seconds
-    # Leave a second of the cap for the rest of the parse and the answer.
-    deadline = started + cap - 1.0 if cap > 0 else None
+    # Leave part of the cap (a second at most) for the answer to the caller.
+    deadline = started + cap - min(1.0, cap / 5) if cap > 0 else None
     return decide(reading, event, settings, dnsfunc=dnsfunc, deadline=deadline)
 
 

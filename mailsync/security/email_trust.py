@@ -1,8 +1,13 @@
 """Email authenticity: DKIM and sender policy for recognized Marketplace mail.
 
-`check_email(raw, event, settings)` returns `event` with `trust` set:
+`decide(reading, event, settings)` returns `event` with `trust` set, judged
+on the one reading of the message (`mailsync.security.reading`) the event
+was parsed from; `check_email(raw, event, settings)` makes that reading
+first. The daemon calls `decide` through `email_gate.evaluate_email`.
 
 - Unrecognized events pass through untouched (they never reach the CRM).
+- A message the reading refuses (a bare CR in the header block, a repeated
+  From/Date/Message-ID/...) is rejected with that reason.
 - The message must have exactly one From address, in a domain of
   `[security] allowed_sender_domains` (equal or a subdomain); otherwise it is
   rejected ("sender evil.example is not an allowed sender domain").
@@ -12,7 +17,12 @@
   in for organizational domains). With `require_dkim = true` (the default) a
   message without such a signature is rejected with the reason ("DKIM
   signature missing", "DKIM fails: body hash mismatch (d=..., s=...)", ...);
-  with `require_dkim = false` it is `unverified`.
+  with `require_dkim = false` it is `unverified`. A signature counts only if
+  its `h=` covers From, Subject, Date and Message-ID (and Content-Type when
+  present) and no `l=` leaves part of the body unsigned
+  (`dkim_check.verify_signatures`).
+- `[security] expected_recipients`: when set, a verified message must name
+  one of them in a signed To/Cc (an unverified one in its To/Cc).
 - An `Authentication-Results` header is never consulted: anyone can write one.
 - Inline-forwarded mail (as the parsers' `email_view` reads it) from outside
   the allowed domains cannot carry the original's signature. With
