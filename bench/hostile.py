@@ -57,7 +57,7 @@ SHAPES: dict[str, Callable[[int], str]] = {
     + "123456789012"
     + _fill(" ", n)
     + "x",
-    "fwd subject words": lambda n: _fill("Fwd: ", n),
+    "Fwd: words": lambda n: _fill("Fwd: ", n),
     "pipes": lambda n: "Agreement ID" + _fill(" |", n),
     "colons": lambda n: "Product name: " + _fill("Product ID:", n),
 }
