@@ -109,11 +109,11 @@ class EmailParser:
 
     def parse(self, msg: EmailView) -> Event:
         """The event for `msg`; ParseError when no required field is present."""
-        found = extract(msg.text)
+        found = _extract(msg.text)
         event = self._build(msg, found)
         if not self._complete(event) and msg.alt_html:
             # A text/plain part that only says "view this in HTML": try HTML.
-            event = self._build(msg, extract(msg.alt_text))
+            event = self._build(msg, _extract(msg.alt_text))
         if not self._complete(event):
             wanted = " or ".join(f.replace("_", " ") for f in self.required)
             raise ParseError(f"{self.name}: the email has no valid {wanted}")
@@ -127,7 +127,6 @@ class EmailParser:
 
     def _build(self, msg: EmailView, found: dict[str, list[str]]) -> Event:
         got: dict[str, Any] = {}
-        found = _bounded(found)
         for key, raws in found.items():
             if (convert := _CONVERT.get(key)) is not None:
                 # One value per label is the rule; `_one` of a single value
@@ -200,9 +199,11 @@ _TEXT_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _bounded(found: dict[str, list[str]]) -> dict[str, list[str]]:
-    """`found` without over-long values of keys that are not free text."""
-    if all(len(v) <= _MAX_VALUE for raws in found.values() for v in raws):
+def _extract(text: str) -> dict[str, list[str]]:
+    """`extract(text)` without over-long values of keys that are not free
+    text (a text shorter than the limit cannot hold one)."""
+    found = extract(text)
+    if len(text) <= _MAX_VALUE:
         return found
     return {
         key: [v for v in raws if key in _TEXT_KEYS or len(v) <= _MAX_VALUE]

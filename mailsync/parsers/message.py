@@ -141,14 +141,18 @@ def view_of(mail: Any) -> EmailView:
     """The view of one message already parsed by mail-parser (its bytes
     canonical, see `canonical_lines`)."""
     message = mail.message
-    outer_subject = " ".join(str(mail.subject or "").split())
-    from_name, from_address = _sender(mail.from_)
+    # mail-parser's own table of the decoded headers (lower-case names; a
+    # list when a header repeats): one dictionary look-up each, where
+    # `Message.get` scans and lower-cases every header name again.
+    fields = mail.mail
+    outer_subject = " ".join(_first(fields.get("subject")).split())
+    from_name, from_address = _sender(fields.get("from"))
     date = _aware(mail.date)
     plain = "\n".join(str(part) for part in mail.text_plain)
     html = "\n".join(str(part) for part in mail.text_html)
     if "\ufffd" in plain:
         plain = _redecode(message, "text/plain") or plain
-    header = message.get("content-type")
+    header = _first(fields.get("content-type")) or None
     content_type = _content_type(message, header)
     multipart = message.is_multipart()
     if multipart:
@@ -192,7 +196,8 @@ def view_of(mail: Any) -> EmailView:
         subject = subject or _FWD_PREFIX.sub("", outer_subject).strip()
         original_from = str(attached.get("From", "")) or None
         original_date = _block_date(str(attached.get("Date", "")), None)
-    message_id = clean_message_id(message.get_all("Message-ID"))
+    found_id = fields.get("message-id")
+    message_id = clean_message_id([found_id] if isinstance(found_id, str) else found_id)
     return EmailView(
         subject=subject,
         outer_subject=outer_subject,
@@ -207,7 +212,7 @@ def view_of(mail: Any) -> EmailView:
         original_from=original_from,
         original_date=original_date,
         content_type=content_type.lower(),
-        auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
+        auto_submitted=_first(fields.get("auto-submitted")).strip().lower(),
         is_reply=bool(_RE_PREFIX.match(outer_subject)),
     )
 
@@ -330,6 +335,13 @@ def _redecode(message: Message, content_type: str) -> str | None:
         except (LookupError, UnicodeDecodeError):
             texts.append(payload.decode("cp1252", errors="replace"))
     return "\n".join(texts) if texts else None
+
+
+def _first(value: Any) -> str:
+    """A decoded header from mail-parser's table: its (first) value, or ""."""
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return str(value or "")
 
 
 def _sender(value: Any) -> tuple[str | None, str | None]:
