@@ -175,6 +175,8 @@ class SecuritySettings:
     internal_forwarders: tuple[str, ...] = ()
     max_message_bytes: int = 10_000_000
     parse_timeout_seconds: float = 10.0
+    #: when set, a verified email must be addressed (signed To/Cc) to one of these
+    expected_recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -490,7 +492,10 @@ def _security(s: _Section) -> SecuritySettings:
         internal_forwarders=s.texts("internal_forwarders"),
         max_message_bytes=s.integer("max_message_bytes", 10_000_000),
         parse_timeout_seconds=s.number("parse_timeout_seconds", 10.0),
+        expected_recipients=s.texts("expected_recipients"),
     )
+    if out.max_message_bytes <= 0:
+        raise s.error("max_message_bytes", "must be a positive number of bytes")
     s.finish()
     return out
 

@@ -288,19 +288,17 @@ class Ledger:
     def seen_before(
         self, source: str, message_id: str | None, sha256: str
     ) -> tuple[str, str | None] | None:
-        """(outcome, reason) of a finished input with this hash or Message-ID
-        (after a UIDVALIDITY change, a rename, or a re-delivery), else None."""
+        """(outcome, reason) of a finished input with this content hash (after
+        a UIDVALIDITY change, a rename, or a re-delivery of the same bytes),
+        else None. `message_id` is not used to match: the sender chooses it,
+        so a forged mail could claim a genuine one's outcome; an input that
+        shares only its Message-ID is evaluated again."""
+        del message_id
         row = self.conn.execute(
             "SELECT outcome, reason FROM ledger WHERE source=? AND sha256=?"
             " AND outcome IN ('synced','unrecognized','rejected') LIMIT 1",
             (source, sha256),
         ).fetchone()
-        if row is None and message_id:
-            row = self.conn.execute(
-                "SELECT outcome, reason FROM ledger WHERE source=? AND message_id=?"
-                " AND outcome IN ('synced','unrecognized','rejected') LIMIT 1",
-                (source, message_id),
-            ).fetchone()
         return (str(row[0]), row[1]) if row else None
 
     def unfinished(self, source: str) -> list[str]:

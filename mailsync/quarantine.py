@@ -37,6 +37,7 @@ from __future__ import annotations
 import email.policy
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from typing import Any
 
@@ -241,7 +242,8 @@ class Retrier:
     def _evaluate(self, entry: Entry) -> Event:
         assert entry.raw is not None
         if entry.input_kind == "email":
-            return self.pipeline.evaluate(entry.raw)
+            # The date of the mail may not be later than when it arrived.
+            return self.pipeline.evaluate(entry.raw, _moment(entry.created_at))
         return self._evaluate_json(entry.key, entry.raw)
 
     def _evaluate_json(self, key: str, raw: bytes) -> Event:
@@ -311,6 +313,15 @@ class Retrier:
                 )
         except sqlite3.Error as err:
             raise StateError(f"quarantine update failed: {err}") from None
+
+
+def _moment(text: str) -> datetime | None:
+    """A stored ISO 8601 time as an aware datetime (None when unreadable)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _Skip(Exception):

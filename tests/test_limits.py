@@ -9,6 +9,7 @@ from email.message import EmailMessage
 import pytest
 
 from mailsync.config import SecuritySettings, from_dict
+from mailsync.errors import ConfigError
 from mailsync.event import Event, Kind
 from mailsync.parsers import parse_email
 from mailsync.security.limits import check_size, parse_with_timeout, shutdown
@@ -43,9 +44,14 @@ def test_check_size_limits() -> None:
     settings = SecuritySettings(max_message_bytes=1000)
     assert check_size(b"x" * 1000, settings) is None
     assert check_size(b"x" * 1001, settings) == (
-        "message is 1,001 bytes, over the limit of 1,000 ([security] max_message_bytes)"
+        "message is 1001 bytes, over [security] max_message_bytes = 1000"
     )
-    assert check_size(b"x" * 10**6, SecuritySettings(max_message_bytes=0)) is None
+    # A size known without the bytes (IMAP RFC822.SIZE) gets the same reason.
+    assert check_size(1001, settings) == check_size(b"x" * 1001, settings)
+    # The limit is literal; the configuration refuses one that is not positive.
+    assert check_size(b"x", SecuritySettings(max_message_bytes=0)) is not None
+    with pytest.raises(ConfigError, match="max_message_bytes: must be a positive"):
+        from_dict({"security": {"max_message_bytes": 0}})
 
 
 def test_default_limit_from_config() -> None:
@@ -85,8 +91,9 @@ def test_parser_exception_becomes_unrecognized() -> None:
 
 
 def test_zero_seconds_runs_in_process() -> None:
-    with pytest.raises(ValueError, match="boom on 1 bytes"):
-        parse_with_timeout(raises, b"a", 0)
+    # In process, an exception becomes the same event the worker gives.
+    out = parse_with_timeout(raises, b"a", 0)
+    assert out.reason == "parser error: ValueError: boom on 1 bytes"
 
 
 def test_shutdown_then_reuse() -> None:

@@ -412,7 +412,18 @@ def signed_offer() -> bytes:
     )
     msg = OFFER.read_bytes()
     header: bytes = dkim.sign(
-        msg, b"sel1", b"marketplace.aws", pem, include_headers=[b"from", b"subject"]
+        msg,
+        b"sel1",
+        b"marketplace.aws",
+        pem,
+        include_headers=[
+            b"from",
+            b"subject",
+            b"date",
+            b"message-id",
+            b"mime-version",
+            b"content-type",
+        ],
     )
     return header + msg
 

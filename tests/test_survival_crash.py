@@ -67,6 +67,7 @@ from mailsync.crm.sqlite_store import SqliteStore
 from mailsync.crm.sync import CrmSync
 from mailsync.event import Channel, Event, Kind
 from mailsync.parsers import parse_email
+from mailsync.security.email_gate import clamp_occurred
 from mailsync.statedb import open_db
 
 SEED = 20260401
@@ -177,6 +178,10 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
     began = time.monotonic()
     sellers = seller_emails(MESSAGES, seed=SEED)
     imap_user.append([s.raw for s in sellers])  # MULTIAPPEND, 200 per command
+    with imap_user.client() as c:  # when the server received each (UID order)
+        c.select_folder("INBOX", readonly=True)
+        fetched = c.fetch(c.search("ALL"), ["INTERNALDATE"])
+    received = [fetched[uid][b"INTERNALDATE"] for uid in sorted(fetched)]
     proxy = TcpProxy(imap_user.server.port)
     cfg = survival_config(
         tmp_path,
@@ -259,7 +264,7 @@ def test_kill9_ten_times_during_backfill_loses_and_duplicates_nothing(
     # Differential check: the records equal those of the same inputs written
     # without any crash (to the embedded SQLite store; contract section 4:
     # the merge rules are the same for every backend).
-    reference = uninterrupted(tmp_path / "reference", sellers)
+    reference = uninterrupted(tmp_path / "reference", sellers, received)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(SF_PASSWORD_ENV, emulator.password)
         mp.setenv(SF_TOKEN_ENV, emulator.security_token)
@@ -284,8 +289,11 @@ def feasible(planned: str, state: Path) -> str | None:
     return "flush" if outbox_pending(state) else None
 
 
-def uninterrupted(tmp: Path, sellers: list[Seller]) -> SqliteStore:
-    """The same emails parsed and written in one go, no crash."""
+def uninterrupted(
+    tmp: Path, sellers: list[Seller], received: list[datetime]
+) -> SqliteStore:
+    """The same emails parsed and written in one go, no crash; `received` is
+    each one's INTERNALDATE (a date later than it is clamped to it)."""
     tmp.mkdir()
     settings = from_dict(
         {
@@ -295,8 +303,8 @@ def uninterrupted(tmp: Path, sellers: list[Seller]) -> SqliteStore:
     )
     conn = open_db(settings.state.path)
     outbox = Outbox(conn)
-    for s in sellers:
-        outbox.submit(parse_email(s.raw))
+    for s, at in zip(sellers, received, strict=True):
+        outbox.submit(clamp_occurred(parse_email(s.raw), at.astimezone(UTC)))
     store = SqliteStore(settings.crm.sqlite_path)
     result = CrmSync(settings, conn, backend=store).flush()
     assert (result.pending, result.dead_lettered) == (0, 0)

@@ -20,14 +20,24 @@ made for a parsed input; with `--require-trust` every event that is not
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mailsync import config
+from mailsync.config import SecuritySettings
 from mailsync.errors import ConfigError, InputError
 from mailsync.event import Channel, Event, Trust
-from mailsync.parsers.files import files_in, parse_bytes, read_input
+from mailsync.parsers.files import (
+    files_in,
+    is_json,
+    parse_bytes,
+    read_input,
+    received_at,
+)
+from mailsync.security.email_gate import clamp_occurred, read_and_parse
+from mailsync.security.limits import check_size, parse_with_timeout
 from mailsync.security.sns_verify import saved_input_verdict
 from mailsync.textsafe import dumps, escape
 
@@ -76,18 +86,22 @@ def apply_trust(
 def run(args: argparse.Namespace) -> int:
     """Parse every path in `args.paths`; see the module docstring."""
     require_trust = bool(getattr(args, "require_trust", False))
-    cert_dir, topics = _sns_trust(getattr(args, "config", None))
+    security, topics = _settings(getattr(args, "config", None))
+    cert_dir = security.sns_certificate_dir or None
     code = 0
     for given, path in _inputs(args.paths):
         try:
-            raw = sys.stdin.buffer.read() if path is None else read_input(path)
+            raw = (
+                sys.stdin.buffer.read(security.max_message_bytes + 1)
+                if path is None
+                else read_input(path, security.max_message_bytes)
+            )
         except InputError as err:
             sys.stdout.flush()  # keep stdout and stderr in input order on a tty
             print(f"mailsync: {escape(err)}", file=sys.stderr)
             code = err.exit_code
             continue
-        name = "" if path is None else path.name
-        event = parse_bytes(raw, name=name)
+        event = parse_capped(raw, path, security)
         event = apply_trust(
             event,
             raw,
@@ -114,21 +128,37 @@ def _inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
             yield given, path
 
 
-def _sns_trust(given: Path | None) -> tuple[str | None, tuple[str, ...]]:
-    """`[security] sns_certificate_dir` and `[source.sqs] topic_arns` from
-    `--config`, else from the default config when it exists and is valid;
-    parse needs no config at all."""
+def parse_capped(raw: bytes, path: Path | None, security: SecuritySettings) -> Event:
+    """`parse_bytes` under the same limits as live input: `[security]
+    max_message_bytes` (`raw` may hold one byte more, see `read_input`) and
+    the parse time cap (a worker process); an email's date is clamped to the
+    file's mtime (standard input, `path` None: to now)."""
+    too_big = check_size(raw, security)
+    if too_big is not None:
+        return Event.unrecognized(too_big)
+    name = "" if path is None else path.name
+    if is_json(raw, name):
+        fn: Callable[[bytes], Event] = functools.partial(parse_bytes, name=name)
+    else:
+        fn = read_and_parse  # the one reading the daemon's trust check uses
+    event = parse_with_timeout(fn, raw, security.parse_timeout_seconds)
+    return clamp_occurred(event, None if path is None else received_at(path))
+
+
+def _settings(given: Path | None) -> tuple[SecuritySettings, tuple[str, ...]]:
+    """`[security]` and `[source.sqs] topic_arns` from `--config`, else from
+    the default config when it exists and is valid; parse needs no config."""
     path = given or config.default_path()
     if given is None and not path.is_file():
-        return None, ()
+        return SecuritySettings(), ()
     try:
         settings = config.load(path)
     except ConfigError:
         if given is not None:
             raise
-        return None, ()
+        return SecuritySettings(), ()
     topics = settings.sqs.topic_arns if settings.sqs else ()
-    return settings.security.sns_certificate_dir or None, topics
+    return settings.security, topics
 
 
 def _emit(obj: dict[str, object]) -> None:

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailsync import config
+from mailsync.aws.sqs_policy import SavedInputChecker
+from mailsync.commands.parse import parse_capped
 from mailsync.commands.records import json_fields
 from mailsync.config import Settings
 from mailsync.crm.backend import CrmBackend
@@ -35,8 +37,10 @@ from mailsync.crm.sync import CrmSync, DryRunBackend, make_backend
 from mailsync.errors import InputError, RejectedError, StateError, TransientError
 from mailsync.event import Channel, Event, Trust
 from mailsync.log import configure
-from mailsync.parsers.files import files_in
+from mailsync.parsers.files import files_in, is_json, read_input, received_at
+from mailsync.pipeline.evaluate import evaluate
 from mailsync.progress import Progress
+from mailsync.security.limits import check_size
 from mailsync.statedb import open_db
 from mailsync.textsafe import escape
 from mailsync.wording import plural
@@ -62,42 +66,59 @@ def expand(paths: Sequence[str]) -> list[Path]:
 
 def load_events(settings: Settings, paths: Sequence[Path]) -> list[tuple[Path, Event]]:
     """Parse and trust-check each input; report and drop the unusable ones."""
-    from mailsync.aws.sqs_policy import SavedInputChecker
-    from mailsync.parsers.files import parse_bytes, read_input
-    from mailsync.security.email_trust import check_email
-
     queue = SavedInputChecker(settings.sqs, settings.security.sns_certificate_dir)
     out = []
     with Progress("replay", len(paths), "inputs") as report:
         for path in paths:
-            raw = read_input(path)
-            event = parse_bytes(raw, name=path.name)
-            if event.recognized and event.channel is Channel.EMAIL:
-                event = check_email(raw, event, settings.security)
-            elif event.recognized and event.channel is Channel.API:
-                # A saved API answer cannot be authenticated; AWS's own record
-                # is read again from the API by `mailsync reconcile --apply`.
-                event = event.rejected(
-                    "a saved Agreement API response is not trusted; use"
-                    " `mailsync reconcile --apply` to read it from the API"
-                )
-            elif event.recognized and event.channel in _QUEUE_CHANNELS:
-                try:
-                    event = queue.check(raw)
-                except RejectedError as err:
-                    event = event.rejected(str(err))
-                except TransientError as err:
-                    report.echo(f"{path}: not checked, skipped: {err}")
-                    report.advance()
-                    continue
+            report.advance()
+            event = _load_one(settings, path, queue)
+            if event is None:
+                continue
             if not event.recognized:
                 report.echo(f"{path}: unrecognized: {event.reason}")
             elif event.trust is Trust.REJECTED:
                 report.echo(f"{path}: rejected: {event.reason}")
             else:
                 out.append((path, event))
-            report.advance()
     return out
+
+
+def _load_one(
+    settings: Settings, path: Path, queue: SavedInputChecker
+) -> Event | None:
+    """The checked event of one saved input; None (reported) when it cannot
+    be judged now."""
+    security = settings.security
+    # The limits of live input: size (never read a huge file whole) and the
+    # parse time cap; an email goes through the pipeline's own evaluation
+    # (one reading for DKIM and the parsers).
+    raw = read_input(path, security.max_message_bytes)
+    too_big = check_size(raw, security)
+    if too_big is not None:
+        return Event.unrecognized(too_big)
+    if not is_json(raw, path.name):
+        try:
+            return evaluate(settings, raw, received_at(path))
+        except TransientError as err:
+            print(escape(f"{path}: not replayed, retry later: {err}"), file=sys.stderr)
+            return None
+    event = parse_capped(raw, path, security)
+    if event.recognized and event.channel is Channel.API:
+        # A saved API answer cannot be authenticated; AWS's own record is read
+        # again from the API by `mailsync reconcile --apply`.
+        return event.rejected(
+            "a saved Agreement API response is not trusted; use"
+            " `mailsync reconcile --apply` to read it from the API"
+        )
+    if event.recognized and event.channel in _QUEUE_CHANNELS:
+        try:
+            return queue.check(raw)
+        except RejectedError as err:
+            return event.rejected(str(err))
+        except TransientError as err:
+            print(escape(f"{path}: not checked, skipped: {err}"), file=sys.stderr)
+            return None
+    return event
 
 
 def _state_copy(path: Path) -> sqlite3.Connection:

@@ -41,6 +41,7 @@ __all__ = [
     "email_view",
     "match_email",
     "parse_email",
+    "parse_view",
 ]
 
 EMAIL_PARSERS: tuple[EmailParser, ...] = (
@@ -171,6 +172,11 @@ def parse_email(raw: bytes) -> Event:
         view = email_view(raw)
     except Exception as exc:  # mail-parser on hostile bytes; the input is bad
         return Event.unrecognized(f"unreadable message: {type(exc).__name__}")
+    return parse_view(view)
+
+
+def parse_view(view: EmailView) -> Event:
+    """The event of one parsed message (`email_view`); never raises."""
 
     def unrecognized(reason: str) -> Event:
         return Event.unrecognized(

@@ -109,11 +109,11 @@ class EmailParser:
 
     def parse(self, msg: EmailView) -> Event:
         """The event for `msg`; ParseError when no required field is present."""
-        found = extract(msg.text)
+        found = _extract(msg.text)
         event = self._build(msg, found)
         if not self._complete(event) and msg.alt_html:
             # A text/plain part that only says "view this in HTML": try HTML.
-            event = self._build(msg, extract(msg.alt_text))
+            event = self._build(msg, _extract(msg.alt_text))
         if not self._complete(event):
             wanted = " or ".join(f.replace("_", " ") for f in self.required)
             raise ParseError(f"{self.name}: the email has no valid {wanted}")
@@ -186,6 +186,29 @@ class EmailParser:
             dedupe_ids=(msg.message_id,) if msg.message_id else (),
             **got,
         )
+
+
+#: longer raw values of IDs, dates, amounts and accounts are no such value
+#: (the longest genuine one is an account list of a few hundred characters);
+#: dropping them keeps every value pattern's work bounded by this length
+_MAX_VALUE = 4096
+#: free-text keys, clamped where they reach the CRM rather than dropped here
+_TEXT_KEYS = frozenset(
+    {"customer_name", "product_name", "offer_name", "isv_name",
+     "channel_partner_name", "duration"}
+)  # fmt: skip
+
+
+def _extract(text: str) -> dict[str, list[str]]:
+    """`extract(text)` without over-long values of keys that are not free
+    text (a text shorter than the limit cannot hold one)."""
+    found = extract(text)
+    if len(text) <= _MAX_VALUE:
+        return found
+    return {
+        key: [v for v in raws if key in _TEXT_KEYS or len(v) <= _MAX_VALUE]
+        for key, raws in found.items()
+    }
 
 
 def _one(raws: Iterable[str], convert: Callable[[str], T | None]) -> T | None:

@@ -169,9 +169,11 @@ _LABEL_AT_RE = re.compile(
 # The next non-empty line below a label, at most two blank lines down.
 _NEXT_RE = re.compile(r"[ \t]*\n(?:[ \t]*\n){0,2}" + _LEAD + r"(?P<value>[^\n]*\S)")
 _ACC = r"(?:\d{12}|\d{4}-\d{4}-\d{4})"
+# No two runs of spaces touch without something between them: one run of N
+# spaces can be split between them in N ways, tried one after the other.
 _ACCOUNT_LINES_RE = re.compile(
-    r"(?:[ \t]*\n[ \t]*" + _ACC + r"(?:[ \t]*(?:,|;|/|&|and)?[ \t]*" + _ACC + r")*"
-    r"[ \t]*[,;]?[ \t]*(?=\n|$))+"
+    r"(?:[ \t]*\n[ \t]*" + _ACC + r"(?:[ \t]*(?:(?:,|;|/|&|and)[ \t]*)?" + _ACC + r")*"
+    r"[ \t]*(?:[,;][ \t]*)?(?=\n|$))+"
 )
 _COLON_RE = re.compile(r"[:：|]")
 _MAX_WORDS = max(len(label.split()) for label in LABELS) + 1

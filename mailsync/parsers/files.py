@@ -4,7 +4,8 @@ Exports:
 
 - `files_in(folder)`: the files under a folder (sorted, recursive, hidden
   ones skipped), as `parse` and `replay` read a folder.
-- `read_input(path) -> bytes`: the file's bytes; `InputError` naming the path
+- `read_input(path, limit=None) -> bytes`: the file's bytes (at most
+  `limit + 1` of them); `InputError` naming the path
   and the reason when it cannot be read (missing, a directory, no permission).
 - `parse_bytes(raw, *, name="") -> Event`: dispatch by the name's extension
   (`.eml` is an RFC 5322 message, `.json` is JSON), else by content (a first
@@ -17,6 +18,7 @@ Only an unreadable file raises; unusable content is an `unrecognized` event.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsync.errors import InputError, ParseError
@@ -38,10 +40,15 @@ def files_in(folder: Path) -> Iterator[Path]:
             yield child
 
 
-def read_input(path: Path) -> bytes:
-    """The bytes of `path`; `InputError` with the path and reason otherwise."""
+def read_input(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of `path`; `InputError` with the path and reason otherwise.
+    With `limit`, at most `limit + 1` bytes are read (enough to tell that
+    the file is over it, without reading a huge file into memory)."""
     try:
-        return path.read_bytes()
+        if limit is None:
+            return path.read_bytes()
+        with path.open("rb") as f:
+            return f.read(limit + 1)
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a saved input") from None
     except FileNotFoundError:
@@ -54,8 +61,7 @@ def read_input(path: Path) -> bytes:
 
 def parse_bytes(raw: bytes, *, name: str = "") -> Event:
     """The event for one saved input; `name` (a file name) picks the format."""
-    suffix = Path(name).suffix.lower()
-    if suffix == ".json" or (suffix != ".eml" and _looks_like_json(raw)):
+    if is_json(raw, name):
         return parse_json(raw)
     try:
         return parse_email(raw)
@@ -65,9 +71,24 @@ def parse_bytes(raw: bytes, *, name: str = "") -> Event:
         return Event.unrecognized(str(err), channel=Channel.EMAIL)
 
 
+def is_json(raw: bytes, name: str = "") -> bool:
+    """Whether `parse_bytes` reads this input as JSON (else as email)."""
+    suffix = Path(name).suffix.lower()
+    return suffix == ".json" or (suffix != ".eml" and _looks_like_json(raw))
+
+
 def parse_path(path: Path) -> Event:
     """The event for the file at `path` (see the module docstring)."""
     return parse_bytes(read_input(path), name=path.name)
+
+
+def received_at(path: Path) -> datetime | None:
+    """When the file was written (its mtime, UTC): a saved email's own date
+    may not be later (see `mailsync.security.email_gate.clamp_occurred`)."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
 
 
 def _looks_like_json(raw: bytes) -> bool:

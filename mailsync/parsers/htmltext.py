@@ -27,20 +27,62 @@ import re
 
 from mailsync.parsers.fields import is_label
 
-_SKIP_RE = re.compile(
-    r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<![^>]*>|<\?[^>]*>",
-    re.I | re.S,
+# A tag never spans a "<" (`[^<>]*`): each attempt then stops at the next
+# "<", and a document of a million "<" costs linear time, not quadratic.
+_OPEN_RE = re.compile(
+    r"<(?:(script|style|head|title)\b[^<>]*>|(!--)|![^<>]*>|\?[^<>]*>)", re.I
 )
-_CELL_END_RE = re.compile(r"</?t[dh]\b[^>]*>", re.I)
+_CLOSE_RE = {
+    name: re.compile(r"</" + name + r"\s*>", re.I)
+    for name in ("script", "style", "head", "title")
+}
+_CELL_END_RE = re.compile(r"</?t[dh]\b[^<>]*>", re.I)
 # tr p div br li ul ol h1-h6 table section article header footer hr
 # blockquote pre dt dd dl center tbody thead tfoot, written as a tree of
 # shared prefixes: the regex engine tries a few branches per tag, not 25.
 _LINE_RE = re.compile(
     r"</?(?:t(?:r|able|body|head|foot)|p(?:re)?|d(?:iv|t|d|l)|b(?:r|lockquote)"
-    r"|li|ul|ol|h(?:[1-6]|r|eader)|section|article|footer|center)\b[^>]*>",
+    r"|li|ul|ol|h(?:[1-6]|r|eader)|section|article|footer|center)\b[^<>]*>",
     re.I,
 )
-_TAG_RE = re.compile(r"<[^>]*>")
+_TAG_RE = re.compile(r"<[^<>]*>")
+
+
+def _skip(markup: str) -> str:
+    """`markup` without script/style/head/title content, comments,
+    declarations and processing instructions (each replaced by a space).
+
+    An element that is never closed keeps its content, as before. Once a
+    closing tag (or "-->") was not found after some opener, later openers of
+    the same kind are not searched for again: each search runs at most once
+    to the end of the text, so the whole is linear.
+    """
+    out: list[str] = []
+    pos = 0
+    unclosed: set[str] = set()
+    while (found := _OPEN_RE.search(markup, pos)) is not None:
+        name = (found.group(1) or "").lower() or ("--" if found.group(2) else "")
+        if not name:  # a declaration or processing instruction
+            out.append(markup[pos : found.start()] + " ")
+            pos = found.end()
+            continue
+        end = -1
+        if name not in unclosed:
+            if name == "--":
+                end = markup.find("-->", found.end())
+                end = end + 3 if end != -1 else -1
+            else:
+                close = _CLOSE_RE[name].search(markup, found.end())
+                end = close.end() if close is not None else -1
+        if end == -1:
+            unclosed.add(name)
+            out.append(markup[pos : found.end()])  # kept, as if not special
+            pos = found.end()
+            continue
+        out.append(markup[pos : found.start()] + " ")
+        pos = end
+    out.append(markup[pos:])
+    return "".join(out)
 
 
 def _cells(raw: str) -> list[str]:
@@ -77,7 +119,7 @@ def _collapse(text: str) -> str:
 
 def html_to_text(markup: str) -> str:
     """Readable text of an HTML body; never raises on malformed markup."""
-    text = _collapse(_SKIP_RE.sub(" ", markup))
+    text = _collapse(_skip(markup) if "<" in markup else markup)
     text = _CELL_END_RE.sub("\t", text)
     text = _LINE_RE.sub("\n", text)
     text = html.unescape(_TAG_RE.sub("", text)).replace("\xa0", " ")

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import mailparser
 
+from mailsync import message_id
 from mailsync.parsers.htmltext import html_to_text
 
 
@@ -83,15 +84,27 @@ _RE_PREFIX = re.compile(r"^\s*(?:re|aw|sv)\s*:", re.I)
 # `_MARKERS`, `_OUTLOOK` and `_QUOTE` start at the newline before a line and
 # are run over the text with a newline put in front: the regex engine then
 # looks at line starts only, not at every position.
+# Every run of "quote marks and spaces" stays within one line (`_INLINE`,
+# never a newline): a pattern tried at each newline then reads one line, not
+# every line below it, and the search is linear in the text (a run of blank
+# lines before "From:" once made it quadratic).
+_INLINE = r"(?:[^\S\n]|>)*"
 _MARKERS = re.compile(
-    r"\n[>\s]*(?:-{2,}\s*Forwarded message(?:\s+from\s.*?)?\s*-{2,}"
-    r"|Begin forwarded message:?|-{2,}\s*Original Message\s*-{2,}"
-    r"|-{2,}\s*Forwarded by .*|_{8,})\s*$",
+    r"\n" + _INLINE + r"(?:-{2,}[^\S\n]*Forwarded message(?:[^\S\n]+from\s[^\n]*?)?"
+    r"[^\S\n]*-{2,}"
+    r"|Begin forwarded message:?|-{2,}[^\S\n]*Original Message[^\S\n]*-{2,}"
+    r"|-{2,}[^\S\n]*Forwarded by [^\n]*|_{8,})[^\S\n]*$",
     re.I | re.M,
 )
 # Outlook puts no marker line: the block starts at "From:" and has "Sent:".
 _OUTLOOK = re.compile(
-    r"\n[>\s]*From:[^\n]*\n(?:[>\s]*[\w-]+:[^\n]*\n){0,3}?[>\s]*(?:Sent|Date):",
+    r"\n"
+    + _INLINE
+    + r"From:[^\n]*\n(?:"
+    + _INLINE
+    + r"[\w-]+:[^\n]*\n){0,3}?"
+    + _INLINE
+    + r"(?:Sent|Date):",
     re.I | re.M,
 )
 _HEADER_LINE = re.compile(
@@ -101,17 +114,45 @@ _QUOTE = re.compile(r"\n(?:[ \t]*>)+[ \t]?")
 
 
 def email_view(raw: bytes) -> EmailView:
-    """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it."""
-    mail = mailparser.parse_from_bytes(raw)
+    """Parse `raw` (RFC 5322 bytes). Raises only if mail-parser cannot read it.
+
+    The bytes are first given one kind of line end (`canonical_lines`), the
+    form the DKIM check reads too (`mailsync.security.reading`)."""
+    return view_of(mailparser.parse_from_bytes(canonical_lines(raw)))
+
+
+def canonical_lines(raw: bytes) -> bytes:
+    """`raw` with one kind of line end and no lone CR: unchanged when every
+    line ends in CRLF (IMAP) or every line in LF (most files); otherwise
+    every CRLF, lone CR and lone LF becomes LF. The standard library's MIME
+    parser reads all three as a line end, dkimpy only CRLF and LF (and reads
+    an LF-only message exactly as its CRLF form): on these bytes both read
+    the same lines."""
+    cr = raw.count(b"\r")
+    if not cr:
+        return raw  # LF only
+    crlf = raw.count(b"\r\n")
+    if crlf == cr and crlf == raw.count(b"\n"):
+        return raw  # CRLF only
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def view_of(mail: Any) -> EmailView:
+    """The view of one message already parsed by mail-parser (its bytes
+    canonical, see `canonical_lines`)."""
     message = mail.message
-    outer_subject = " ".join(str(mail.subject or "").split())
-    from_name, from_address = _sender(mail.from_)
+    # mail-parser's own table of the decoded headers (lower-case names; a
+    # list when a header repeats): one dictionary look-up each, where
+    # `Message.get` scans and lower-cases every header name again.
+    fields = mail.mail
+    outer_subject = " ".join(_first(fields.get("subject")).split())
+    from_name, from_address = _sender(fields.get("from"))
     date = _aware(mail.date)
     plain = "\n".join(str(part) for part in mail.text_plain)
     html = "\n".join(str(part) for part in mail.text_html)
     if "\ufffd" in plain:
         plain = _redecode(message, "text/plain") or plain
-    header = message.get("content-type")
+    header = _first(fields.get("content-type")) or None
     content_type = _content_type(message, header)
     multipart = message.is_multipart()
     if multipart:
@@ -155,7 +196,8 @@ def email_view(raw: bytes) -> EmailView:
         subject = subject or _FWD_PREFIX.sub("", outer_subject).strip()
         original_from = str(attached.get("From", "")) or None
         original_date = _block_date(str(attached.get("Date", "")), None)
-    message_id = str(mail.message_id or "").strip().strip("<>").strip() or None
+    found_id = fields.get("message-id")
+    message_id = clean_message_id([found_id] if isinstance(found_id, str) else found_id)
     return EmailView(
         subject=subject,
         outer_subject=outer_subject,
@@ -170,9 +212,18 @@ def email_view(raw: bytes) -> EmailView:
         original_from=original_from,
         original_date=original_date,
         content_type=content_type.lower(),
-        auto_submitted=str(message.get("Auto-Submitted", "")).strip().lower(),
+        auto_submitted=_first(fields.get("auto-submitted")).strip().lower(),
         is_reply=bool(_RE_PREFIX.match(outer_subject)),
     )
+
+
+def clean_message_id(values: Any) -> str | None:
+    """The Message-ID without angle brackets (`mailsync.message_id.clean`),
+    or None. Only a single header counts: several make the message rejected
+    (see `mailsync.security.reading`)."""
+    if not values or len(values) != 1:
+        return None
+    return message_id.clean(str(values[0]))
 
 
 def _unquote(text: str) -> str:
@@ -284,6 +335,13 @@ def _redecode(message: Message, content_type: str) -> str | None:
         except (LookupError, UnicodeDecodeError):
             texts.append(payload.decode("cp1252", errors="replace"))
     return "\n".join(texts) if texts else None
+
+
+def _first(value: Any) -> str:
+    """A decoded header from mail-parser's table: its (first) value, or ""."""
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return str(value or "")
 
 
 def _sender(value: Any) -> tuple[str | None, str | None]:

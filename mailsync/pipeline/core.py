@@ -4,11 +4,17 @@
 
 1. Over `[security] max_message_bytes` → `rejected` (quarantined), unparsed.
 2. Already finished in the ledger under this key → its old outcome (no work).
-   Finished under another key with the same SHA-256 or Message-ID (UIDVALIDITY
-   change, a renamed file) → that outcome is copied, nothing is re-submitted.
-3. ``kind="email"``: `mailsync.parsers.parse_email`; ``kind="json"``:
+   Finished under another key with the same SHA-256 (UIDVALIDITY change, a
+   renamed file) → that outcome is copied, nothing is re-submitted. Only the
+   content hash may copy an outcome: a Message-ID is chosen by the sender, so
+   a match on it alone means "evaluate again" (a forged mail carrying the
+   Message-ID of a genuine one must not decide the genuine one's fate).
+3. ``kind="email"``: `mailsync.security.email_gate.evaluate_email` in the
+   parse worker (one reading of the message for the parsers and the trust
+   check: DKIM, sender policy, forwarded mail); its date is clamped to the
+   receive time (`Item.received_at`). ``kind="json"``:
    `mailsync.parsers.json_input.parse_json` (SNS / EventBridge bodies).
-4. A recognized email event goes through `security.email_trust.check_email`.
+4. (The trust decision is part of step 3.)
 5. Recognized and not rejected → `sink.submit(event)` (durable on return; False
    = a delivery already seen, which also counts as handled) → `synced`.
    Unrecognized → `unrecognized`, rejected → `rejected`; both quarantined.
@@ -36,11 +42,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from mailsync import ledger as L
 from mailsync import metrics
 from mailsync.config import Settings
-from mailsync.errors import StateError
+from mailsync.errors import StateError, TransientError
 from mailsync.event import Event, Trust
 from mailsync.ledger import Batch, Ledger
 from mailsync.pipeline import evaluate as ev
@@ -54,6 +61,7 @@ from mailsync.pipeline.inputs import (
     header_message_id,
     sha256_hex,
 )
+from mailsync.security.limits import check_size
 from mailsync.sink import Sink
 
 __all__ = [
@@ -82,8 +90,10 @@ class Pipeline:
         key: str,
         kind: InputKind = "email",
         origin: str = "",
+        received_at: datetime | None = None,
     ) -> Outcome:
-        """Process one input and commit its outcome to the ledger."""
+        """Process one input and commit its outcome to the ledger;
+        `received_at` is when the source received it (default now)."""
         pre = self._precheck(raw, source, key, kind)
         if isinstance(pre, Outcome):
             return pre
@@ -93,7 +103,9 @@ class Pipeline:
             raise
         except Exception as err:
             return rec.failed(self.ledger, source, key, pre, kind, err)
-        return self._finish(raw, event, pre, sink, source, key, kind, origin)
+        return self._finish(
+            raw, event, pre, sink, source, key, kind, origin, received_at
+        )
 
     def handle_batch(
         self,
@@ -136,26 +148,36 @@ class Pipeline:
         todo: list[tuple[int, Pending]] = []
         later: list[int] = []  # a copy of an input earlier in this batch
         digests: set[str] = set()
-        ids: set[str] = set()
         for i, item in enumerate(items):
             pre = self._precheck(item.raw, source, item.key, "email")
             if isinstance(pre, Outcome):
                 outcomes[i] = pre
-            elif pre.digest in digests or (pre.message_id or "") in ids:
+            elif pre.digest in digests:
                 later.append(i)  # handled once the first copy is recorded
             else:
                 digests.add(pre.digest)
-                if pre.message_id:
-                    ids.add(pre.message_id)
                 todo.append((i, pre))
 
-        def finish(j: int, event: Event) -> None:
+        def finish(j: int, event: Event | TransientError) -> None:
             i, pre = todo[j]
             item = items[i]
             tx.ensure()
-            outcomes[i] = self._finish(
-                item.raw, event, pre, sink, source, item.key, "email", item.origin
-            )
+            if isinstance(event, TransientError):
+                outcomes[i] = rec.failed(
+                    self.ledger, source, item.key, pre, "email", event
+                )
+            else:
+                outcomes[i] = self._finish(
+                    item.raw,
+                    event,
+                    pre,
+                    sink,
+                    source,
+                    item.key,
+                    "email",
+                    item.origin,
+                    item.received_at,
+                )
             tx.step()
             if beat is not None:
                 beat()
@@ -173,7 +195,12 @@ class Pipeline:
             tx.ensure()
             item = items[i]
             outcomes[i] = self.handle(
-                item.raw, sink, source=source, key=item.key, origin=item.origin
+                item.raw,
+                sink,
+                source=source,
+                key=item.key,
+                origin=item.origin,
+                received_at=item.received_at,
             )
         return outcomes
 
@@ -188,8 +215,8 @@ class Pipeline:
             return Outcome(done[0], "already handled", sha256=digest)
         # (a finished key with other bytes is a file rewritten in place: new input)
         message_id = header_message_id(raw) if kind == "email" else None
-        if self.too_big(len(raw)):
-            reason = self._oversize_reason(len(raw))
+        reason = check_size(raw, self.settings.security)
+        if reason is not None:
             return rec.record(
                 self.ledger,
                 source,
@@ -224,12 +251,14 @@ class Pipeline:
         key: str,
         kind: InputKind,
         origin: str,
+        received_at: datetime | None = None,
     ) -> Outcome:
-        """Trust-check a parsed event, submit it and record the outcome."""
+        """Submit a parsed (for email: trust-checked) event and record the
+        outcome."""
         digest, message_id = pre.digest, pre.message_id
         try:
-            if kind == "email" and event.recognized:
-                event = ev.trust_check(self.settings, raw, event)
+            if kind == "email":
+                event = ev.received(event, received_at)
             message_id = event.source_id or message_id
             if not event.recognized or event.trust is Trust.REJECTED:
                 outcome = L.UNRECOGNIZED if not event.recognized else L.REJECTED
@@ -254,13 +283,7 @@ class Pipeline:
         return rec.synced(self.ledger, source, key, message_id, digest, event, new)
 
     def too_big(self, size: int) -> bool:
-        return size > self.settings.security.max_message_bytes
-
-    def _oversize_reason(self, size: int) -> str:
-        """The one quarantine reason for an input over the size limit, whether
-        it is known from the bytes (`handle`) or from RFC822.SIZE alone."""
-        limit = self.settings.security.max_message_bytes
-        return f"message is {size} bytes, over [security] max_message_bytes = {limit}"
+        return check_size(size, self.settings.security) is not None
 
     def reject_oversize(self, source: str, key: str, size: int) -> Outcome:
         """Quarantine an input known (from its size alone) to be over the limit,
@@ -268,7 +291,7 @@ class Pipeline:
         done = self.ledger.finished(source, key)
         if done is not None:
             return Outcome(done, "already handled")
-        reason = self._oversize_reason(size)
+        reason = check_size(size, self.settings.security) or "too big"
         return rec.record(
             self.ledger,
             source,
@@ -281,7 +304,7 @@ class Pipeline:
             "email",
         )
 
-    def evaluate(self, raw: bytes) -> Event:
+    def evaluate(self, raw: bytes, received_at: datetime | None = None) -> Event:
         """Parse and trust-check one email exactly as `handle` does, without
         submitting or recording it (`mailsync quarantine retry`)."""
-        return ev.evaluate(self.settings, raw)
+        return ev.evaluate(self.settings, raw, received_at)

@@ -1,6 +1,7 @@
 """The values that travel through `mailsync.pipeline`.
 
-- `Item`: one input of a batch (ledger key, bytes, origin for the outbox).
+- `Item`: one input of a batch (ledger key, bytes, origin for the outbox,
+  receive time).
 - `Outcome`: what happened to one input (the ledger's vocabulary: synced,
   unrecognized, rejected, failed), with the event and the facts recorded.
 - `Pending`: an input that passed the checks needing no parsing.
@@ -15,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from mailsync import ledger as L
+from mailsync import message_id
 from mailsync.event import Event
 
 InputKind = Literal["email", "json"]
@@ -50,6 +53,8 @@ class Item:
     key: str
     raw: bytes
     origin: str = ""
+    #: when the source received it (IMAP INTERNALDATE, file mtime); None = now
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,5 +83,6 @@ def header_message_id(raw: bytes) -> str | None:
     found = _MESSAGE_ID.search(head, 0, end.start() if end else len(head))
     if found is None:
         return None
-    value = " ".join(found.group(1).decode("ascii", "replace").split())
-    return value.strip("<>").strip() or None
+    # Whatever the sender wrote, no list, space or control character is
+    # recorded or logged as a Message-ID.
+    return message_id.clean(found.group(1).decode("ascii", "replace"))

@@ -2,7 +2,7 @@
 
 `check_size(raw, settings)` is called before any parsing and returns a reason
 when the input exceeds `[security] max_message_bytes` (the pipeline then
-quarantines it unparsed).
+quarantines it unparsed; `parse`, `replay` and `quarantine retry` refuse it).
 
 `parse_with_timeout(fn, raw, seconds)` runs `fn(raw) -> Event` with a time
 cap. A parse that exceeds it yields `Event.unrecognized("parse took longer
@@ -43,23 +43,29 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from mailsync.config import SecuritySettings
+from mailsync.errors import TransientError
 from mailsync.event import Event
 
 ParseFn = Callable[[bytes], Event]
-OnEvent = Callable[[int, Event], None]
+#: what one parse yields: the event, or the `TransientError` it raised (DNS
+#: unavailable during the trust check: the input is retried later)
+Parsed = Event | TransientError
+OnEvent = Callable[[int, Parsed], None]
 
 #: at most this many parse processes (callers beyond it wait for a free one)
 POOL_SIZE = 4
 
 
-def check_size(raw: bytes, settings: SecuritySettings) -> str | None:
-    """Return why `raw` is too large to parse, or None when it is within limits."""
+def check_size(raw: bytes | int, settings: SecuritySettings) -> str | None:
+    """Why an input of this size (`raw` or its length) is too large to
+    parse, or None. The one size rule and reason for every entrance (the
+    pipeline, also for a size known from IMAP RFC822.SIZE alone, `parse`,
+    `replay`, `quarantine retry`); the limit is taken literally (the
+    configuration refuses a limit that is not positive)."""
+    size = raw if isinstance(raw, int) else len(raw)
     limit = settings.max_message_bytes
-    if limit > 0 and len(raw) > limit:
-        return (
-            f"message is {len(raw):,} bytes, over the limit of {limit:,} "
-            "([security] max_message_bytes)"
-        )
+    if size > limit:
+        return f"message is {size} bytes, over [security] max_message_bytes = {limit}"
     return None
 
 
@@ -67,9 +73,31 @@ def parse_with_timeout(fn: ParseFn, raw: bytes, seconds: float) -> Event:
     """`fn(raw)`, or `unrecognized` when it takes longer than `seconds`.
 
     An exception raised by `fn` is returned as an `unrecognized` event whose
-    reason names it, so one bad input never stops a batch.
+    reason names it, so one bad input never stops a batch; a `TransientError`
+    is raised again here.
     """
-    return parse_many_with_timeout(fn, [raw], seconds)[0]
+    result = parse_many_with_timeout(fn, [raw], seconds)[0]
+    if isinstance(result, TransientError):
+        raise result
+    return result
+
+
+def _call(fn: ParseFn, raw: bytes) -> tuple[str, Any]:
+    """`fn(raw)` as one answer of the worker protocol."""
+    try:
+        return ("ok", fn(raw).to_record())
+    except TransientError as err:
+        return ("transient", str(err))
+    except Exception as err:
+        return ("error", f"{type(err).__name__}: {err}")
+
+
+def _answer(status: str, payload: Any) -> Parsed:
+    if status == "ok":
+        return Event.from_record(payload)
+    if status == "transient":
+        return TransientError(payload)
+    return Event.unrecognized(f"parser error: {payload}")
 
 
 def parse_many_with_timeout(
@@ -78,7 +106,7 @@ def parse_many_with_timeout(
     seconds: float,
     on_event: OnEvent | None = None,
     meanwhile: Callable[[], None] | None = None,
-) -> list[Event]:
+) -> list[Parsed]:
     """`fn(raw)` for every input, in order, each capped at `seconds`.
 
     `on_event(i, event)` (optional) is called in order as each event arrives.
@@ -90,9 +118,9 @@ def parse_many_with_timeout(
     if seconds <= 0 or not raws:
         if meanwhile is not None:
             meanwhile()
-        events = []
+        events: list[Parsed] = []
         for i, raw in enumerate(raws):
-            event = fn(raw)
+            event = _answer(*_call(fn, raw))
             events.append(event)
             if on_event is not None:
                 on_event(i, event)
@@ -114,10 +142,7 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError, KeyboardInterrupt):
             return
         for raw in raws:
-            try:
-                reply: tuple[str, Any] = ("ok", fn(raw).to_record())
-            except Exception as err:
-                reply = ("error", f"{type(err).__name__}: {err}")
+            reply = _call(fn, raw)
             try:
                 conn.send(reply)
             except (OSError, ValueError):
@@ -138,8 +163,8 @@ class _Worker:
         seconds: float,
         on_event: OnEvent | None,
         meanwhile: Callable[[], None] | None,
-    ) -> list[Event]:
-        events: list[Event] = []
+    ) -> list[Parsed]:
+        events: list[Parsed] = []
         try:
             while len(events) < len(raws):
                 self._send(fn, raws[len(events) :])
@@ -167,7 +192,7 @@ class _Worker:
         raws: Sequence[bytes],
         seconds: float,
         on_event: OnEvent | None,
-        events: list[Event],
+        events: list[Parsed],
         previous: float,
     ) -> None:
         """Read answers until the batch is done or the worker had to go;
@@ -176,6 +201,7 @@ class _Worker:
         assert conn is not None
         while len(events) < len(raws):
             healthy = True
+            event: Parsed
             if not conn.poll(max(0.0, previous + seconds - time.monotonic())):
                 event = Event.unrecognized(f"parse took longer than {seconds:g} s")
                 healthy = False
@@ -188,11 +214,7 @@ class _Worker:
                     healthy = False
                 else:
                     previous = time.monotonic()
-                    event = (
-                        Event.from_record(payload)
-                        if status == "ok"
-                        else Event.unrecognized(f"parser error: {payload}")
-                    )
+                    event = _answer(status, payload)
             if not healthy:
                 self._kill()
             events.append(event)

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imapclient import IMAPClient
@@ -71,6 +72,16 @@ def body_of(data: Mapping[bytes, Any] | None) -> bytes | None:
         if isinstance(value, bytes):
             return value
     return None
+
+
+def internal_date(data: Mapping[bytes, Any] | None) -> datetime | None:
+    """When the server received the message (RFC 3501 INTERNALDATE), UTC;
+    an email's own date may not be later (see `email_gate.clamp_occurred`).
+    imapclient gives it as naive local time (`normalise_times`)."""
+    value = data.get(b"INTERNALDATE") if data else None
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC)
 
 
 def plan_batches(
@@ -150,7 +161,8 @@ class BatchLoop:
     def fetch(self, batch: list[int], sizes: Mapping[int, int]) -> FetchData:
         too_big = self.src.pipeline.too_big
         wanted = [u for u in batch if not too_big(sizes[u])]
-        return self.client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        parts = ["BODY.PEEK[]", "INTERNALDATE"]
+        return self.client.fetch(wanted, parts) if wanted else {}
 
     def batch(
         self,
@@ -180,7 +192,8 @@ class BatchLoop:
                 log.warning("fetch without body", extra=kv(source=src.name, uid=uid))
                 continue
             self.result.fetched += 1
-            items.append(Item(key, raw, f"{src.name}/{key}"))
+            received = internal_date(data.get(uid))
+            items.append(Item(key, raw, f"{src.name}/{key}", received))
         del data
         prefetched: list[FetchData] = []
         broken: list[BaseException] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsync.config import MaildirSettings
@@ -86,6 +87,8 @@ class MaildirSource:
             key = path.relative_to(root).as_posix()
             try:
                 raw = path.read_bytes()
+                # When the file arrived: an email's date may not be later.
+                received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
             except OSError as err:  # vanished or unreadable: try again next pass
                 result.failed += 1
                 result.errors.append(f"{key}: {err.strerror}")
@@ -93,7 +96,7 @@ class MaildirSource:
             if ledger.finished_hash(self.name, key) == sha256_hex(raw):
                 continue
             result.fetched += 1
-            items.append(Item(key, raw, f"{self.name}/{key}"))
+            items.append(Item(key, raw, f"{self.name}/{key}", received))
             size += len(raw)
             if len(items) >= BATCH_FILES or size >= BATCH_BYTES:
                 self._batch(items, sink, stop, result)
