@@ -17,6 +17,7 @@ from mailsync import __version__
 from mailsync.errors import MailsyncError
 
 _FORMATS = ("table", "json", "csv")
+_MODULES = {"import": "import_feeds"}  #: commands whose name is a Python keyword
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="what the state store knows")
 
+    p = sub.add_parser(
+        "import", parents=[common], help="load saved Seller Data Feed files"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+
     p = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     q = qsub.add_parser("list", parents=[common], help="list quarantined inputs")
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"mailsync.commands.{args.command}")
+    name = _MODULES.get(args.command, args.command)
+    module = importlib.import_module(f"mailsync.commands.{name}")
     try:
         code: int = module.run(args)
     except MailsyncError as err:

@@ -149,6 +149,26 @@ class SqsSettings:
 
 
 @dataclass(frozen=True)
+class SddsSettings:
+    """`[source.sdds]`: the Seller Data Feeds bucket (contract section 7)."""
+
+    bucket: str = ""
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    poll_interval: int = 3600
+    #: logical feed -> folder name in the bucket
+    folders: tuple[tuple[str, str], ...] = (
+        ("billing_event", "billingeventfeed_v1"),
+        ("agreements", "agreementfeed_v1"),
+        ("account", "accountfeed_v1"),
+    )
+
+    def folder(self, feed: str) -> str:
+        return dict(self.folders)[feed]
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     require_dkim: bool = True
     allowed_sender_domains: tuple[str, ...] = ("marketplace.aws", "aws.com")
@@ -219,6 +239,7 @@ class Settings:
     imap: tuple[ImapSettings, ...] = ()
     maildir: tuple[MaildirSettings, ...] = ()
     sqs: SqsSettings | None = None
+    sdds: SddsSettings | None = None
     security: SecuritySettings = field(default_factory=SecuritySettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
@@ -261,6 +282,8 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
     maildir = _maildirs(sources)
     sqs_table = sources.table("sqs")
     sqs = _sqs(_Section("source.sqs", sqs_table)) if sqs_table else None
+    sdds_table = sources.table("sdds")
+    sdds = _sdds(_Section("source.sdds", sdds_table)) if sdds_table else None
     sources.finish()
     security = _security(_Section("security", top.table("security")))
     crm = _crm(_Section("crm", top.table("crm")))
@@ -274,6 +297,7 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
         imap=imap,
         maildir=maildir,
         sqs=sqs,
+        sdds=sdds,
         security=security,
         crm=crm,
         enrichment=enrichment,
@@ -402,6 +426,30 @@ def _sqs(s: _Section) -> SqsSettings:
     )
     if not 0 <= out.wait_time_seconds <= 20:
         raise s.error("wait_time_seconds", "must be between 0 and 20 (SQS limit)")
+    s.finish()
+    return out
+
+
+def _sdds(s: _Section) -> SddsSettings:
+    bucket = s.text("bucket")
+    if not bucket:
+        raise s.error("bucket", "required: the S3 bucket the Seller Data Feeds go to")
+    defaults = dict(SddsSettings.folders)
+    f = _Section("source.sdds.folders", s.table("folders"))
+    folders = tuple((k, f.text(k, v).strip("/")) for k, v in defaults.items())
+    f.finish()
+    if any(not v for _, v in folders):
+        raise ConfigError("[source.sdds.folders]: a folder name cannot be empty")
+    out = SddsSettings(
+        bucket=bucket,
+        prefix=s.text("prefix"),
+        region=s.text("region", "us-east-1"),
+        endpoint_url=s.text("endpoint_url"),
+        poll_interval=s.integer("poll_interval", 3600),
+        folders=folders,
+    )
+    if out.poll_interval < 1:
+        raise s.error("poll_interval", "must be at least 1 (seconds)")
     s.finish()
     return out
 

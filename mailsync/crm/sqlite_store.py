@@ -30,6 +30,7 @@ _PREFIX = {
     m.OFFER: "a02",
     m.SUBSCRIPTION: "a03",
     m.EVENT: "a04",
+    m.INVOICE: "a05",
 }
 
 
@@ -53,6 +54,15 @@ def _ddl() -> str:
     return "\n".join(parts)
 
 
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A store created by an older version gains the fields added since."""
+    for obj, fields in m.FIELDS.items():
+        have = {str(r[1]) for r in conn.execute(f'PRAGMA table_info("{obj}")')}
+        for f in fields:
+            if f not in have:
+                conn.execute(f'ALTER TABLE "{obj}" ADD COLUMN "{f}" {_column_type(f)}')
+
+
 class SqliteStore:
     """`CrmBackend` over a local SQLite file (see the module docstring)."""
 
@@ -68,6 +78,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_ddl())
+            _add_new_columns(self.conn)
         except (OSError, sqlite3.Error) as err:
             raise StateError(
                 f"[crm.sqlite] path: {path} cannot be opened ({err}); check that "
@@ -191,6 +202,18 @@ class SqliteStore:
                         "entity Account",
                     )
                 values[m.ACCOUNT_LOOKUP] = parent
+            elif name == m.AGREEMENT_REF and obj == m.INVOICE:
+                agreement = self._parent_id(m.AGREEMENT, value)
+                if agreement is None:
+                    return WriteResult(
+                        key,
+                        False,
+                        False,
+                        "INVALID_FIELD",
+                        f"Foreign key external ID: {value} not found for field "
+                        "Agreement_ID__c in entity AWS_Agreement__c",
+                    )
+                values[m.AGREEMENT_LOOKUP] = agreement
             elif name not in m.FIELDS[obj]:
                 return WriteResult(
                     key,
@@ -240,6 +263,15 @@ class SqliteStore:
             [new_id, key, *(values[c] for c in cols)],
         )
         return True
+
+    def _parent_id(self, obj: str, ref: Any) -> str | None:
+        if not isinstance(ref, Mapping):
+            return None
+        ext = m.EXTERNAL_ID[obj]
+        row = self.conn.execute(
+            f'SELECT "Id" FROM "{obj}" WHERE "{ext}" = ?', (ref.get(ext),)
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def _account_id(self, ref: Any) -> str | None:
         if not isinstance(ref, Mapping):
