@@ -219,6 +219,15 @@ class Daemon:
                 args=(self._maildir_pass, md, stop),
                 id=f"maildir:{md.path}",
             )
+        if self.settings.sdds is not None:
+            sched.add_job(
+                self._job,
+                "interval",
+                seconds=self.settings.sdds.poll_interval,
+                next_run_time=now,
+                args=(self._sdds_pass, self.settings, stop),
+                id="sdds",
+            )
         self._crm = CrmConnection(self.settings)
         sched.add_job(
             self._job,
@@ -269,6 +278,23 @@ class Daemon:
                 raise
             if result.fetched:
                 log.info("pass done", extra=kv(source=source.name, **_counts(result)))
+        finally:
+            conn.close()
+
+    def _sdds_pass(self, settings: Settings, stop: threading.Event) -> None:
+        from mailsync.aws.sdds_source import SddsSource
+
+        conn = open_db(settings.state.path)
+        try:
+            ledger = Ledger(conn)
+            source = SddsSource(settings)
+            try:
+                source.run_pass(Outbox(conn), stop)
+                self.problems.pop("sdds", None)
+            except MailsyncError as err:
+                ledger.source_error(source.name, str(err))
+                self.problems["sdds"] = str(err)
+                raise
         finally:
             conn.close()
 

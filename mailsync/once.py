@@ -41,6 +41,10 @@ def build_sources(settings: Settings, pipeline: Pipeline) -> list[Source]:
             log.warning("[source.sqs] is configured but SQS support is not installed")
         else:
             out.append(sqs.build(settings, pipeline))
+    if settings.sdds is not None:
+        from mailsync.aws.sdds_source import SddsSource
+
+        out.append(SddsSource(settings))
     return out
 
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                 lines += source.check()
             finally:
                 source.close()
-        if not (settings.imap or settings.maildir or settings.sqs):
+        if not (settings.imap or settings.maildir or settings.sqs or settings.sdds):
             lines.append(CheckLine("sources", False, "no [source.*] table configured"))
         check_lines = getattr(sync, "check_lines", None)
         if check_lines is not None:

@@ -310,8 +310,8 @@ def compute(
     `billing` must come sorted by (agreement_id, line) and hold no
     disbursement events; `disbursements`: disbursement event ID -> its
     `invoice_date`; `accounts`: account GUID -> 12-digit number; `as_of`:
-    ``YYYY-MM-DD``. Per agreement that has rows: its invoices, then its
-    roll-up; then the roll-ups of agreements without rows (all zero).
+    ``YYYY-MM-DD``. Per agreement that has rows: its roll-up, then its
+    invoices; then the roll-ups of agreements without rows (all zero).
     """
     stats = stats if stats is not None else Stats()
     memo: dict[str, Decimal] = {}
@@ -353,9 +353,12 @@ def compute(
         )
         for key in sorted(invoices):
             rollup.add(invoices[key])
+        # The roll-up first: its agreement record must exist in the CRM
+        # before the invoices that look it up are written.
+        yield rollup
+        for key in sorted(invoices):
             yield invoices[key]
         invoices.clear()
-        yield rollup
 
     for row in billing:
         stats.rows += 1
