@@ -100,23 +100,26 @@ class SddsSource:
     def _call(self, action: str, fn: Any, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        where = f"s3://{self.cfg.bucket}/{kwargs.get('Key') or kwargs.get('Prefix')}"
         try:
             return fn(**kwargs)
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            where = f"s3://{self.cfg.bucket}/{kwargs.get('Key') or kwargs.get('Prefix', '')}"
-            if code in ("AccessDenied", "403"):
-                raise TransientError(
-                    f"[source.sdds] {where}: access denied; the credentials need "
-                    f"{action} on the bucket"
-                ) from None
-            if code in ("NoSuchBucket",):
-                raise TransientError(
-                    f"[source.sdds] bucket: {self.cfg.bucket!r} does not exist"
-                ) from None
-            raise TransientError(f"[source.sdds] {where}: {code or err}") from None
+            raise self._explain(action, where, err) from None
         except BotoCoreError as err:
             raise TransientError(f"[source.sdds] S3 cannot be reached: {err}") from None
+
+    def _explain(self, action: str, where: str, err: Any) -> TransientError:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDenied", "403"):
+            return TransientError(
+                f"[source.sdds] {where}: access denied; the credentials need "
+                f"{action} on the bucket"
+            )
+        if code == "NoSuchBucket":
+            return TransientError(
+                f"[source.sdds] bucket: {self.cfg.bucket!r} does not exist"
+            )
+        return TransientError(f"[source.sdds] {where}: {code or err}")
 
     # -- one pass ------------------------------------------------------------------
 
@@ -154,7 +157,7 @@ class SddsSource:
         return result
 
     def _download(self, f: FeedFile, stack: ExitStack) -> Path | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         etag = f.signature.split(";")[0].removeprefix("etag=")
         key = f"{self.cfg.prefix}{f.key}"
@@ -168,7 +171,11 @@ class SddsSource:
             code = err.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "412"):
                 return None
-            return self._call("s3:GetObject", _raise, error=err)  # type: ignore[no-any-return]
+            raise self._explain(
+                "s3:GetObject", f"s3://{self.cfg.bucket}/{key}", err
+            ) from None
+        except BotoCoreError as err:
+            raise TransientError(f"[source.sdds] S3 cannot be reached: {err}") from None
         body = answer["Body"]
         try:
             with path.open("wb") as out:
@@ -219,10 +226,6 @@ class SddsSource:
 
     def close(self) -> None:
         pass
-
-
-def _raise(error: Exception) -> None:
-    raise error
 
 
 def _signature(obj: dict[str, Any]) -> str:
