@@ -15,7 +15,6 @@ from mailsync.sdds.compute import Agreement, Billing, Invoice, Rollup, compute
 from mailsync.sdds.csvfeed import ACCOUNT, AGREEMENTS, FeedError
 from mailsync.sdds.store import FeedStore
 from mailsync.sdds.versioning import current, version
-from mailsync.statedb import open_db
 
 # -- reader --------------------------------------------------------------------
 
@@ -169,27 +168,27 @@ AGR = Agreement(
 
 
 def row(action: str, ttype: str, amount: str, **kw: str | None) -> Billing:
-    base: dict[str, str | None] = dict(
-        agreement_id="agmt-1",
-        line="TR-1",
-        action=action,
-        transaction_type=ttype,
-        amount=amount,
-        currency="USD",
-        balance_impacting="1",
-        invoice_id="inv-1",
-        invoice_date="2024-01-10T00:00:00Z",
-        payment_due_date="2024-02-09T00:00:00Z",
-        transaction_reference_id="TR-1",
-        buyer_transaction_reference_id="TR-1",
-        disbursement_billing_event_id=None,
-        from_account_id="g-payer",
-        product_id="prod-1",
-        broker_id="AWS_INC",
-        buyer_invoice_id=None,
-        buyer_invoice_date=None,
-        offer_id=None,
-    )
+    base: dict[str, str | None] = {
+        "agreement_id": "agmt-1",
+        "line": "TR-1",
+        "action": action,
+        "transaction_type": ttype,
+        "amount": amount,
+        "currency": "USD",
+        "balance_impacting": "1",
+        "invoice_id": "inv-1",
+        "invoice_date": "2024-01-10T00:00:00Z",
+        "payment_due_date": "2024-02-09T00:00:00Z",
+        "transaction_reference_id": "TR-1",
+        "buyer_transaction_reference_id": "TR-1",
+        "disbursement_billing_event_id": None,
+        "from_account_id": "g-payer",
+        "product_id": "prod-1",
+        "broker_id": "AWS_INC",
+        "buyer_invoice_id": None,
+        "buyer_invoice_date": None,
+        "offer_id": None,
+    }
     base.update(kw)
     return Billing(**base)  # type: ignore[arg-type]
 
