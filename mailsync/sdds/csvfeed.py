@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -208,43 +209,48 @@ def read(
         if header is None:
             return
         idx = _header(header, spec, file)
-        width = max(idx) + 1
-        plan: list[tuple[int, Callable[[str], str], dict[str, str] | None, str]] = [
-            (i, _CONVERT[c.kind], {} if c.kind != "text" else None, c.name)
-            for i, c in zip(idx, spec.columns, strict=True)
+        width = len(header)
+        # Absent optional columns read the "" appended to every row.
+        getter = operator.itemgetter(*[i if i >= 0 else width for i in idx])
+        typed: list[tuple[int, Callable[[str], str], dict[str, str], str]] = [
+            (pos, _CONVERT[c.kind], {}, c.name)
+            for pos, c in enumerate(spec.columns)
+            if c.kind != "text"
         ]
+        needed = max(idx) + 1
+        memo: dict[str, str]
         for row in reader:
-            if len(row) < width:
+            if len(row) < needed:
                 if not row or row == [""]:
                     continue  # a blank line
                 raise FeedError(
                     f"{file}: line {reader.line_num}: {len(row)} fields, the header "
-                    f"names {len(header)}"
+                    f"names {width}"
                 )
-            out: list[str | None] = []
-            for i, conv, memo, name in plan:
-                if i < 0:
-                    out.append(None)
+            if len(row) > width:
+                del row[width:]
+            row.append("")
+            vals = getter(row)
+            if not "".join(vals).isprintable() or max(map(len, vals)) > MAX_TEXT:
+                vals = tuple(_text(v) for v in vals)
+            out: list[str | None] = [v or None for v in vals]
+            for pos, conv, memo, name in typed:
+                v = out[pos]
+                if v is None:
                     continue
-                v = row[i]
-                if not v:
-                    out.append(None)
-                elif memo is None:
-                    out.append(v if v.isprintable() and len(v) <= MAX_TEXT else conv(v))
-                else:
-                    got = memo.get(v)
-                    if got is None:
-                        try:
-                            got = conv(v.strip())
-                        except _Bad as err:
-                            raise FeedError(
-                                f"{file}: line {reader.line_num}: column {name!r}: "
-                                f"{_text(v)[:40]!r} is not {err}"
-                            ) from None
-                        if len(memo) > 50_000:
-                            memo.clear()
-                        memo[v] = got
-                    out.append(got)
+                got = memo.get(v)
+                if got is None:
+                    try:
+                        got = conv(v.strip())
+                    except _Bad as err:
+                        raise FeedError(
+                            f"{file}: line {reader.line_num}: column {name!r}: "
+                            f"{_text(v)[:40]!r} is not {err}"
+                        ) from None
+                    if len(memo) > 50_000:
+                        memo.clear()
+                    memo[v] = got
+                out[pos] = got
             yield tuple(out)
     except csv.Error as err:
         raise FeedError(

@@ -53,10 +53,6 @@ CREATE TABLE IF NOT EXISTS sdds_published (
     PRIMARY KEY (obj, key)
 ) WITHOUT ROWID;
 """
-_INDEX = (
-    "CREATE INDEX IF NOT EXISTS sdds_billing_line ON sdds_billing "
-    "(agreement, line) WHERE del = 0 AND dis = 0"
-)
 
 _NEWER = "WHERE (excluded.vf, excluded.ud, excluded.del, excluded.tie) > "
 
@@ -126,7 +122,7 @@ class FeedStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        ensure(conn, _DDL + _INDEX + ";")
+        ensure(conn, _DDL)
 
     # -- rows in ---------------------------------------------------------------
 
@@ -228,7 +224,8 @@ class FeedStore:
         }
 
     def billing(self) -> Iterator[Billing]:
-        """Current line rows sorted by (agreement, line), streamed."""
+        """Current line rows sorted by (agreement, line), streamed (SQLite's
+        sorter spills to temporary files, so memory stays bounded)."""
         cur = self.conn.execute(
             "SELECT agreement, line, action, ttype, amount, currency, bi, invoice_id, "
             "invoice_date, due, tref, bref, disb_id, from_acct, product_id, broker, "

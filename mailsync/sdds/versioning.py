@@ -30,10 +30,10 @@ from collections.abc import Iterable, Sequence
 Version = tuple[str, str, int, int]
 
 
-def checksum(row: Sequence[str | None]) -> int:
+def checksum(row: Sequence[object]) -> int:
     """A stable tiebreak for rows with the same times (not Python's hash(),
     which changes from process to process)."""
-    return zlib.crc32("\x1f".join(v or "" for v in row).encode("utf-8"))
+    return zlib.crc32("\x1f".join(map(str, row)).encode("utf-8"))
 
 
 def version(
