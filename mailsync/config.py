@@ -153,6 +153,9 @@ class SddsSettings:
     """`[source.sdds]`: the Seller Data Feeds bucket (contract section 7)."""
 
     bucket: str = ""
+    #: instead of `bucket`: a local folder laid out like the bucket (a copy
+    #: kept by other means, the bundled demo); read like `mailsync import`
+    path: Path | None = None
     prefix: str = ""
     region: str = "us-east-1"
     endpoint_url: str = ""
@@ -432,8 +435,13 @@ def _sqs(s: _Section) -> SqsSettings:
 
 def _sdds(s: _Section) -> SddsSettings:
     bucket = s.text("bucket")
-    if not bucket:
-        raise s.error("bucket", "required: the S3 bucket the Seller Data Feeds go to")
+    local = s.text("path")
+    if bool(bucket) == bool(local):
+        raise s.error(
+            "bucket",
+            "required: the S3 bucket the Seller Data Feeds go to (or `path`, a "
+            "local folder laid out like the bucket; not both)",
+        )
     defaults = dict(SddsSettings.folders)
     f = _Section("source.sdds.folders", s.table("folders"))
     folders = tuple((k, f.text(k, v).strip("/")) for k, v in defaults.items())
@@ -442,6 +450,7 @@ def _sdds(s: _Section) -> SddsSettings:
         raise ConfigError("[source.sdds.folders]: a folder name cannot be empty")
     out = SddsSettings(
         bucket=bucket,
+        path=Path(local) if local else None,
         prefix=s.text("prefix"),
         region=s.text("region", "us-east-1"),
         endpoint_url=s.text("endpoint_url"),

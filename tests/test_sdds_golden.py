@@ -54,3 +54,36 @@ def test_day_by_day_equals_one_read(case: Path, tmp_path: Path) -> None:
         "/".join(p.relative_to(tree).parts): p.read_bytes()
         for p in sorted(tree.rglob("*.csv"))
     }
+
+
+def test_demo_bucket_puts_invoices_next_to_the_sample_inbox_agreements(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = tmp_path / "mailsync.toml"
+    config.write_text(
+        f'[state]\npath = "{tmp_path / "state.sqlite3"}"\n'
+        f'[source.maildir]\npath = "{root / "examples/inbox"}"\n'
+        f'[source.sdds]\npath = "{root / "examples/sdds"}"\n'
+        "[security]\nrequire_dkim = false\n"
+        f'[crm]\nbackend = "sqlite"\n[crm.sqlite]\npath = "{tmp_path / "crm.db"}"\n'
+    )
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    s = settings(tmp_path)
+    invoices = records(s, "AWS_Invoice__c")
+    agreements = records(s, "AWS_Agreement__c")
+    assert sorted(invoices) == [
+        "inv-2026100001:agmt-co9p1m4x7c2v5b8n0q3w6e9r2",
+        "inv-2026110007:agmt-nw5z2x8c1v4b7n0m3q6w9e2r5",
+    ]
+    paid, open_ = (invoices[k] for k in sorted(invoices))
+    assert (paid["Disbursement_Status__c"], paid["Outstanding_Amount__c"]) == (
+        "Disbursed",
+        0.0,
+    )
+    assert (open_["Net_Amount__c"], open_["Days_Past_Due__c"]) == (5820.0, 2)
+    northwind = agreements["agmt-nw5z2x8c1v4b7n0m3q6w9e2r5"]
+    # from the replaced-agreement email and from the feed
+    assert northwind["Customer_Name__c"] == "Northwind Traders Inc."
+    assert northwind["Outstanding_Amount__c"] == 5820.0
+    assert agreements["agmt-nw3k8d0v7q2m5xw9b1c4n6r8t"]["Status__c"] == "Payment Failed"

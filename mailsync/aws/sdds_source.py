@@ -69,7 +69,11 @@ class SddsSource:
         assert settings.sdds is not None
         self.cfg = settings.sdds
         self.state_path = settings.state.path
-        self.client = client if client is not None else make_client(self.cfg)
+        self.client: Any = (
+            client
+            if client is not None or self.cfg.path is not None
+            else make_client(self.cfg)
+        )
         self.last_report: SyncReport | None = None
 
     # -- listing -----------------------------------------------------------------
@@ -132,6 +136,9 @@ class SddsSource:
         conn = open_db(self.state_path)
         try:
             feeds = FeedSync(conn, origin=self.name)
+            if self.cfg.path is not None:
+                report = feeds.run(self._local())
+                return self._result(report)
             listed = [
                 FeedFile(feed, key, _signature(obj), _unopened)
                 for feed, key, obj in self.listing()
@@ -149,12 +156,23 @@ class SddsSource:
                 report = feeds.run(local)
         finally:
             conn.close()
+        return self._result(report)
+
+    def _result(self, report: SyncReport) -> PassResult:
         self.last_report = report
-        result.fetched = report.files_read
-        result.synced = report.submitted
         if report.files_read:
             log.info(report.line())
-        return result
+        return PassResult(fetched=report.files_read, synced=report.submitted)
+
+    def _local(self) -> list[FeedFile]:
+        from mailsync.errors import InputError
+        from mailsync.sdds.files import local_files
+
+        assert self.cfg.path is not None
+        try:
+            return local_files([self.cfg.path], dict(self.cfg.folders))
+        except InputError as err:
+            raise TransientError(f"[source.sdds] path: {err}") from None
 
     def _download(self, f: FeedFile, stack: ExitStack) -> Path | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -194,6 +212,20 @@ class SddsSource:
 
     def check(self) -> list[CheckLine]:
         """One line per feed folder: files found and the newest delivery."""
+        if self.cfg.path is not None:
+            try:
+                found = self._local()
+            except TransientError as err:
+                return [CheckLine("source sdds", False, str(err))]
+            return [
+                CheckLine(
+                    f"source sdds {folder}",
+                    any(f.feed == feed for f in found),
+                    f"{sum(f.feed == feed for f in found)} files under "
+                    f"{self.cfg.path}",
+                )
+                for feed, folder in self.cfg.folders
+            ]
         try:
             listed = self.listing()
         except TransientError as err:
