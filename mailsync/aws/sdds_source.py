@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from mailsync.config import SddsSettings, Settings
 from mailsync.errors import TransientError
+from mailsync.ledger import Ledger
 from mailsync.sdds.feedsync import FeedFile, FeedSync, SyncReport
 from mailsync.sink import Sink
 from mailsync.sources.base import CheckLine, PassResult
@@ -160,6 +161,11 @@ class SddsSource:
 
     def _result(self, report: SyncReport) -> PassResult:
         self.last_report = report
+        conn = open_db(self.state_path)
+        try:
+            Ledger(conn).source_ok(self.name, f"billing data as of {report.as_of}")
+        finally:
+            conn.close()
         if report.files_read:
             log.info(report.line())
         return PassResult(fetched=report.files_read, synced=report.submitted)

@@ -225,3 +225,17 @@ class FeedSync:
             )
             if k not in seen
         ]
+
+
+def status_lines(conn: sqlite3.Connection) -> list[str]:
+    """`mailsync status` lines: the files read (the cursor), the as-of day
+    and the number of passes that recomputed records."""
+    store = FeedStore(conn)
+    files = store.files()
+    lines = [
+        f"  feed files read: {len(files)}; billing data as of: "
+        f"{day(store.meta('as_of')) or '-'}; passes: {store.meta('pass') or 0}"
+    ]
+    for key, _sig, rows, at in files[-5:]:
+        lines.append(f"    - {key}: {rows} rows, read {at}")
+    return lines
