@@ -11,7 +11,7 @@ from mailsync.config import Settings, from_dict
 from mailsync.crm.sync import CrmSync, make_backend
 from mailsync.statedb import open_db
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sdds"
+FIXTURES = Path(__file__).parent / "sdds_fixtures"
 CASES = sorted(p for p in FIXTURES.iterdir() if (p / "expected.json").is_file())
 
 

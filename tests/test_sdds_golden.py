@@ -1,4 +1,4 @@
-"""Golden Seller Data Feed buckets: each folder under tests/fixtures/sdds holds
+"""Golden Seller Data Feed buckets: each folder under tests/sdds_fixtures holds
 a bucket, the deliveries that built it, and the records computed by hand."""
 
 from __future__ import annotations

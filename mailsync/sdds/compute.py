@@ -267,9 +267,6 @@ def _fold_line(
                 inv.invoice_date = _max(
                     inv.invoice_date, day(r.buyer_invoice_date or r.invoice_date)
                 )
-                inv.payment_due_date = _max(
-                    inv.payment_due_date, day(r.payment_due_date)
-                )
                 inv.currency = inv.currency or r.currency
                 inv.broker = _max(inv.broker, r.broker_id)
                 inv.transaction_reference_id = _max(
@@ -281,6 +278,9 @@ def _fold_line(
             inv.has_disbursement = True
             when = disbursements.get(r.disbursement_billing_event_id or "")
             inv.disbursement_date = _max(inv.disbursement_date, day(when))
+        # AWS's reports: a line's due date is the latest of all its rows
+        # (a separate listing-fee invoice's included).
+        inv.payment_due_date = _max(inv.payment_due_date, day(r.payment_due_date))
         inv.product_id = _max(inv.product_id, r.product_id)
         inv.offer_id = inv.offer_id or r.offer_id
 
