@@ -87,3 +87,19 @@ def test_demo_bucket_puts_invoices_next_to_the_sample_inbox_agreements(
     assert northwind["Customer_Name__c"] == "Northwind Traders Inc."
     assert northwind["Outstanding_Amount__c"] == 5820.0
     assert agreements["agmt-nw3k8d0v7q2m5xw9b1c4n6r8t"]["Status__c"] == "Payment Failed"
+
+
+def test_single_files_named_by_their_folder_path(tmp_path: Path) -> None:
+    case = CASES[0]
+    config = tmp_path / "mailsync.toml"
+    config.write_text(
+        f'[state]\npath = "{tmp_path / "state.sqlite3"}"\n'
+        f'[crm]\nbackend = "sqlite"\n[crm.sqlite]\npath = "{tmp_path / "crm.db"}"\n'
+    )
+    paths = [str(p) for p in sorted((case / "bucket").rglob("data.csv"))]
+    assert main(["import", "--config", str(config), *paths]) == 0
+    assert_expected(case, _all(tmp_path))
+    stray = tmp_path / "elsewhere" / "data.csv"
+    stray.parent.mkdir()
+    stray.write_text("a,b\n")
+    assert main(["import", "--config", str(config), str(stray)]) == 2
