@@ -82,6 +82,13 @@ _HELP = {
         " --format json\n  mailsync reconcile --apply\n\nexit codes: 0 no difference"
         " remains, 1 some remain, 2 usage or\nconfiguration error",
     ),
+    "import": (
+        "load saved Seller Data Feed files",
+        "examples:\n  mailsync import examples/sdds\n  mailsync import"
+        " feeds/billingeventfeed_v1/year=2026/month=11/data.csv\n\nPATH is a folder"
+        " laid out like the SDDS bucket, or a data.csv under its feed folder.\n"
+        + _EXIT,
+    ),
     "quarantine": (
         "quarantined inputs",
         "examples:\n  mailsync quarantine list\n  mailsync quarantine retry 12\n"
@@ -131,6 +138,8 @@ def _add(
             formatter_class=argparse.RawDescriptionHelpFormatter,
         ),
     )
+
+_MODULES = {"import": "import_feeds"}  #: commands whose name is a Python keyword
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("table", "json"), default="table")
 
+    p = _add(sub, "import", common)
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", type=Path, help="folders or data.csv files"
+    )
+
     p = _add(sub, "quarantine", common)
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     q = qsub.add_parser(
@@ -271,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, key):
             setattr(args, key, value)
     _verbosity(args)
-    module = importlib.import_module(f"mailsync.commands.{args.command}")
+    name = _MODULES.get(args.command, args.command)
+    module = importlib.import_module(f"mailsync.commands.{name}")
     # Whatever a command prints may quote strangers' text: every control
     # character but newline and tab reaches the terminal escaped.
     stdout = sys.stdout

@@ -165,6 +165,29 @@ class AgreementsSettings:
 
 
 @dataclass(frozen=True)
+class SddsSettings:
+    """`[source.sdds]`: the Seller Data Feeds bucket (contract section 7)."""
+
+    bucket: str = ""
+    #: instead of `bucket`: a local folder laid out like the bucket (a copy
+    #: kept by other means, the bundled demo); read like `mailsync import`
+    path: Path | None = None
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    poll_interval: int = 3600
+    #: logical feed -> folder name in the bucket
+    folders: tuple[tuple[str, str], ...] = (
+        ("billing_event", "billingeventfeed_v1"),
+        ("agreements", "agreementfeed_v1"),
+        ("account", "accountfeed_v1"),
+    )
+
+    def folder(self, feed: str) -> str:
+        return dict(self.folders)[feed]
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     require_dkim: bool = True
     allowed_sender_domains: tuple[str, ...] = ("marketplace.aws", "aws.com")
@@ -240,6 +263,7 @@ class Settings:
     maildir: tuple[MaildirSettings, ...] = ()
     sqs: SqsSettings | None = None
     agreements: AgreementsSettings | None = None
+    sdds: SddsSettings | None = None
     security: SecuritySettings = field(default_factory=SecuritySettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
@@ -301,6 +325,8 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
     if "agreements" in sources.data:
         table = sources.table("agreements")
         agreements = _agreements(_Section("source.agreements", table))
+    sdds_table = sources.table("sdds")
+    sdds = _sdds(_Section("source.sdds", sdds_table)) if sdds_table else None
     sources.finish()
     security = _security(_Section("security", top.table("security")))
     crm = _crm(_Section("crm", top.table("crm")))
@@ -315,6 +341,7 @@ def from_dict(data: Mapping[str, Any], *, path: Path | None = None) -> Settings:
         maildir=maildir,
         sqs=sqs,
         agreements=agreements,
+        sdds=sdds,
         security=security,
         crm=crm,
         enrichment=enrichment,
@@ -475,6 +502,36 @@ def _agreements(s: _Section) -> AgreementsSettings:
         raise s.error("poll_interval", "must be at least 1 second")
     if not 0 <= out.overlap_seconds <= 86400:
         raise s.error("overlap_seconds", "must be between 0 and 86400")
+    s.finish()
+    return out
+
+
+def _sdds(s: _Section) -> SddsSettings:
+    bucket = s.text("bucket")
+    local = s.text("path")
+    if bool(bucket) == bool(local):
+        raise s.error(
+            "bucket",
+            "required: the S3 bucket the Seller Data Feeds go to (or `path`, a "
+            "local folder laid out like the bucket; not both)",
+        )
+    defaults = dict(SddsSettings.folders)
+    f = _Section("source.sdds.folders", s.table("folders"))
+    folders = tuple((k, f.text(k, v).strip("/")) for k, v in defaults.items())
+    f.finish()
+    if any(not v for _, v in folders):
+        raise ConfigError("[source.sdds.folders]: a folder name cannot be empty")
+    out = SddsSettings(
+        bucket=bucket,
+        path=Path(local) if local else None,
+        prefix=s.text("prefix"),
+        region=s.text("region", "us-east-1"),
+        endpoint_url=s.text("endpoint_url"),
+        poll_interval=s.integer("poll_interval", 3600),
+        folders=folders,
+    )
+    if out.poll_interval < 1:
+        raise s.error("poll_interval", "must be at least 1 (seconds)")
     s.finish()
     return out
 

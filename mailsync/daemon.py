@@ -261,6 +261,15 @@ class Daemon:
                 args=(self._agreements_pass, self.settings.agreements, stop),
                 id="agreements",
             )
+        if self.settings.sdds is not None:
+            sched.add_job(
+                self._job,
+                "interval",
+                seconds=self.settings.sdds.poll_interval,
+                next_run_time=now,
+                args=(self._sdds_pass, self.settings, stop),
+                id="sdds",
+            )
         sched.start()
         self._scheduler = sched
 
@@ -323,6 +332,25 @@ class Daemon:
                 log.info("pass done", extra=kv(source=source.name, **_counts(result)))
             if result.synced:
                 self._poke()
+        finally:
+            conn.close()
+
+    def _sdds_pass(self, settings: Settings, stop: threading.Event) -> None:
+        from mailsync.aws.sdds_source import SddsSource
+
+        conn = open_db(settings.state.path)
+        try:
+            ledger = Ledger(conn)
+            source = SddsSource(settings)
+            try:
+                result = source.run_pass(Outbox(conn), stop)
+                self.problems.pop("sdds", None)
+                if result.synced:
+                    self._poke()
+            except MailsyncError as err:
+                ledger.source_error(source.name, str(err))
+                self.problems["sdds"] = str(err)
+                raise
         finally:
             conn.close()
 

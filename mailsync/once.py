@@ -48,6 +48,10 @@ def build_sources(settings: Settings, pipeline: Pipeline) -> list[Source]:
     if settings.agreements is not None:
         ledger = pipeline.ledger
         out.append(AgreementsSource(settings.agreements, ledger.conn, ledger=ledger))
+    if settings.sdds is not None:
+        from mailsync.aws.sdds_source import SddsSource
+
+        out.append(SddsSource(settings))
     return out
 
 

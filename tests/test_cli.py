@@ -138,7 +138,10 @@ def test_version_names_the_key_libraries() -> None:
 
 def test_help_shows_arguments_examples_and_exit_codes() -> None:
     records = cli("records", "--help").stdout
-    assert "AWS_Agreement__c, AWS_Offer__c, AWS_Subscription__c" in records
+    assert (
+        "AWS_Agreement__c, AWS_Invoice__c, AWS_Offer__c, AWS_Subscription__c"
+        in records
+    )
     assert "mailsync records aws_agreement__c --format csv" in records
     assert "exit codes: 0 success, 1 runtime failure, 2 usage" in records
     retry = cli("quarantine", "retry", "--help").stdout

@@ -8,9 +8,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ROOT, run_mailsync
 
 from mailsync import config
+from mailsync.errors import ConfigError
 
 EXAMPLE = ROOT / "config" / "mailsync.example.toml"
 
@@ -20,6 +22,7 @@ TABLES: dict[type, tuple[str, set[str]]] = {
     config.ImapSettings: ("source.imap", set()),
     config.MaildirSettings: ("source.maildir", set()),
     config.SqsSettings: ("source.sqs", set()),
+    config.SddsSettings: ("source.sdds", {"path", "folders"}),
     config.SecuritySettings: ("security", set()),
     config.CrmSettings: ("crm", {"sqlite_path", "salesforce"}),
     config.SalesforceSettings: ("crm.salesforce", set()),
@@ -32,6 +35,7 @@ REQUIRED = {
     "host",
     "username",
     "queue_url",
+    "bucket",
     "path",
     "name",
     "port",
@@ -74,10 +78,30 @@ def test_example_has_every_key_with_its_default():
             assert value == default, f"[{name}] {f.name}: {value!r} != {default!r}"
     assert table(data, "crm.sqlite")["path"] == "var/crm.sqlite3"
     assert "mapping" in table(data, "crm.salesforce")
-    assert set(data["source"]) == {"imap", "maildir", "sqs"}
+    assert set(data["source"]) == {"imap", "maildir", "sqs", "sdds"}
+    assert tuple(table(data, "source.sdds")["folders"].items()) == (
+        config.SddsSettings.folders
+    )
 
 
 def test_embedded_default_config_runs(tmp_path):
     result = run_mailsync("check", "--config", str(ROOT / "config" / "mailsync.toml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   maildir:examples/inbox: folder with" in result.stdout
+
+
+def test_sdds_needs_a_bucket_or_a_path_and_known_folder_keys():
+    with pytest.raises(ConfigError, match=r"\[source.sdds\] bucket: required"):
+        config.from_dict({"source": {"sdds": {"prefix": "x/"}}})
+    with pytest.raises(ConfigError, match=r"not both"):
+        config.from_dict({"source": {"sdds": {"bucket": "b", "path": "p"}}})
+    with pytest.raises(
+        ConfigError, match=r"\[source.sdds.folders\] unknown key 'billing'"
+    ):
+        config.from_dict(
+            {"source": {"sdds": {"bucket": "b", "folders": {"billing": "x"}}}}
+        )
+    s = config.from_dict(
+        {"source": {"sdds": {"bucket": "b", "folders": {"account": "acct_v2"}}}}
+    )
+    assert s.sdds is not None and s.sdds.folder("account") == "acct_v2"

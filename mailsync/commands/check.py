@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 source.close()
         if not (
-            settings.imap or settings.maildir or settings.sqs or settings.agreements
+            settings.imap
+            or settings.maildir
+            or settings.sqs
+            or settings.agreements
+            or settings.sdds
         ):
             lines.append(CheckLine("sources", False, "no [source.*] table configured"))
         crm_file = settings.crm.sqlite_path

@@ -37,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
         sqs_name = sqs.source_name(settings.sqs) if settings.sqs else None
         if sqs_name:
             configured.append(sqs_name)
+        if settings.sdds:
+            configured.append("sdds")
         for name in configured + sorted(set(statuses) - set(configured)):
             _print_source(name, statuses.get(name))
+            if settings.sdds and name == "sdds":
+                from mailsync.sdds.feedsync import status_lines
+
+                print("\n".join(status_lines(conn)))
             if settings.sqs and name == sqs_name:
                 # The queue's own counts (GetQueueAttributes); never raises.
                 print("\n".join(sqs.status_lines(settings.sqs)))

@@ -28,6 +28,9 @@ from mailsync.crm.mapping_model import (
     ACCOUNT,
     ACCOUNT_LOOKUP,
     ACCOUNT_REF,
+    AGREEMENT,
+    AGREEMENT_LOOKUP,
+    AGREEMENT_REF,
     EXTERNAL_ID,
     FIELDS,
     OBJECTS,
@@ -101,6 +104,14 @@ class CrmMapping:
                 if lookup:
                     ref = _relationship(lookup)
                     out[ref] = {self.external_id(ACCOUNT): value[EXTERNAL_ID[ACCOUNT]]}
+                continue
+            if name == AGREEMENT_REF:
+                lookup = self.field(obj, AGREEMENT_LOOKUP)
+                if lookup:
+                    ref = _relationship(lookup)
+                    out[ref] = {
+                        self.external_id(AGREEMENT): value[EXTERNAL_ID[AGREEMENT]]
+                    }
                 continue
             crm = self.field(obj, name) if name in FIELDS[obj] else name
             if not crm:

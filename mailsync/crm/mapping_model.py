@@ -16,10 +16,11 @@ AGREEMENT = "AWS_Agreement__c"
 OFFER = "AWS_Offer__c"
 SUBSCRIPTION = "AWS_Subscription__c"
 EVENT = "AWS_Marketplace_Event__c"
+INVOICE = "AWS_Invoice__c"  #: Seller Data Feeds (contract section 7)
 OPPORTUNITY = "Opportunity"
 
 #: Objects in dependency order: a parent before the records that look it up.
-OBJECTS: tuple[str, ...] = (ACCOUNT, AGREEMENT, OFFER, SUBSCRIPTION, EVENT)
+OBJECTS: tuple[str, ...] = (ACCOUNT, AGREEMENT, INVOICE, OFFER, SUBSCRIPTION, EVENT)
 
 EXTERNAL_ID: dict[str, str] = {
     ACCOUNT: "AWS_Account_ID__c",
@@ -27,6 +28,7 @@ EXTERNAL_ID: dict[str, str] = {
     OFFER: "Offer_ID__c",
     SUBSCRIPTION: "Subscription_Key__c",
     EVENT: "Event_Key__c",
+    INVOICE: "Invoice_Key__c",
 }
 
 NAME = "Name"
@@ -35,6 +37,24 @@ LAST_AT = "Last_Event_At__c"
 LAST_KIND = "Last_Event_Kind__c"
 ACCOUNT_LOOKUP = "Account__c"  #: lookup field; written as `Account__r`
 ACCOUNT_REF = "Account__r"
+AGREEMENT_LOOKUP = "Agreement__c"  #: on AWS_Invoice__c; written as `Agreement__r`
+AGREEMENT_REF = "Agreement__r"
+
+#: Seller Data Feed roll-ups on AWS_Agreement__c (contract section 7).
+AGREEMENT_MONEY_FIELDS: tuple[str, ...] = tuple(
+    "Invoiced_To_Date__c Refunded_To_Date__c Net_Invoiced_To_Date__c "
+    "Disbursed_To_Date__c Outstanding_Amount__c".split()
+)
+AGREEMENT_ROLLUP_FIELDS: tuple[str, ...] = (
+    *AGREEMENT_MONEY_FIELDS,
+    "Last_Invoice_Date__c",
+    "Next_Payment_Due_Date__c",
+    "Last_Disbursement_Date__c",
+)
+INVOICE_MONEY_FIELDS: tuple[str, ...] = tuple(
+    "Invoiced_Amount__c Refunded_Amount__c Listing_Fee__c Seller_Tax_Share__c "
+    "AWS_Tax_Share__c Net_Amount__c Disbursed_Amount__c Outstanding_Amount__c".split()
+)
 
 #: Every field mailsync writes by default, per object (contract section 4).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -50,6 +70,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "License_ARN__c",
         "Product_Code__c",
         "License_Status__c",
+        # Seller Data Feed roll-ups (section 7).
+        *AGREEMENT_ROLLUP_FIELDS,
     ),
     OFFER: tuple(
         "Offer_ID__c Name Status__c Product_ID__c Product_Name__c "
@@ -65,9 +87,22 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "Event_Key__c Name Kind__c Channel__c Source_ID__c Occurred_At__c "
         "Agreement_ID__c Offer_ID__c Customer_AWS_Account_ID__c Summary__c".split()
     ),
+    INVOICE: (
+        *"Invoice_Key__c Name Invoice_ID__c Agreement_ID__c Agreement__c "
+        "Customer_AWS_Account_ID__c Payer_AWS_Account_ID__c Offer_ID__c "
+        "Product_ID__c Transaction_Reference_ID__c Invoice_Date__c "
+        "Payment_Due_Date__c Currency__c Broker__c".split(),
+        *INVOICE_MONEY_FIELDS,
+        *"Disbursement_Date__c Disbursement_Status__c Status_As_Of__c "
+        "Days_Past_Due__c".split(),
+    ),
 }
 
-NUMBER_FIELDS = frozenset({"Purchase_Amount__c", "Wholesale_Price__c", "Margin__c"})
+NUMBER_FIELDS = frozenset(
+    {"Purchase_Amount__c", "Wholesale_Price__c", "Margin__c", "Days_Past_Due__c"}
+    | set(AGREEMENT_MONEY_FIELDS)
+    | set(INVOICE_MONEY_FIELDS)
+)
 BOOLEAN_FIELDS = frozenset({"Free_Trial__c"})
 
 #: The columns `mailsync records` shows in its table format (all in json/csv).
@@ -86,6 +121,11 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "Last_Event_At__c".split()
     ),
     EVENT: tuple("Event_Key__c Kind__c Channel__c Occurred_At__c Summary__c".split()),
+    INVOICE: tuple(
+        "Invoice_ID__c Agreement_ID__c Invoice_Date__c Payment_Due_Date__c "
+        "Net_Amount__c Disbursed_Amount__c Outstanding_Amount__c "
+        "Disbursement_Status__c Days_Past_Due__c".split()
+    ),
 }
 
 # -- status values and ranks (contract section 4, "Status never rolls back") --

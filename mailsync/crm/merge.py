@@ -166,4 +166,7 @@ def _render(record: MirrorRecord) -> dict[str, Any]:
     if obj == m.AGREEMENT and "Customer_AWS_Account_ID__c" in record.fields:
         account_id = record.fields["Customer_AWS_Account_ID__c"]
         out[m.ACCOUNT_REF] = {m.EXTERNAL_ID[m.ACCOUNT]: account_id}
+    if obj == m.INVOICE and record.fields.get("Agreement_ID__c"):
+        agreement_id = record.fields["Agreement_ID__c"]
+        out[m.AGREEMENT_REF] = {m.EXTERNAL_ID[m.AGREEMENT]: agreement_id}
     return out

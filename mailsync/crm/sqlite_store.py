@@ -31,6 +31,7 @@ _PREFIX = {
     m.OFFER: "a02",
     m.SUBSCRIPTION: "a03",
     m.EVENT: "a04",
+    m.INVOICE: "a05",
 }
 
 
@@ -72,6 +73,15 @@ def _ddl() -> str:
     return "\n".join(parts)
 
 
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A store created by an older version gains the fields added since."""
+    for obj, fields in m.FIELDS.items():
+        have = {str(r[1]) for r in conn.execute(f'PRAGMA table_info("{obj}")')}
+        for f in fields:
+            if f not in have:
+                conn.execute(f'ALTER TABLE "{obj}" ADD COLUMN "{f}" {_column_type(f)}')
+
+
 class SqliteStore:
     """`CrmBackend` over a local SQLite file (see the module docstring)."""
 
@@ -87,7 +97,7 @@ class SqliteStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_ddl())
-            self._add_new_columns()
+            _add_new_columns(self.conn)
         except (OSError, sqlite3.Error) as err:
             raise store_error(path, err) from None
 
@@ -177,17 +187,6 @@ class SqliteStore:
 
     # -- internals -------------------------------------------------------------
 
-    def _add_new_columns(self) -> None:
-        """Columns a newer model added (e.g. `License_ARN__c`) on a store
-        created by an older mailsync: ADD COLUMN keeps every row."""
-        for obj, fields in m.FIELDS.items():
-            have = {r[1] for r in self.conn.execute(f'PRAGMA table_info("{obj}")')}
-            for f in fields:
-                if f not in have:
-                    self.conn.execute(
-                        f'ALTER TABLE "{obj}" ADD COLUMN "{f}" {_column_type(f)}'
-                    )
-
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self.conn.execute(sql, params).fetchall()
@@ -223,6 +222,18 @@ class SqliteStore:
                         "entity Account",
                     )
                 values[m.ACCOUNT_LOOKUP] = parent
+            elif name == m.AGREEMENT_REF and obj == m.INVOICE:
+                agreement = self._parent_id(m.AGREEMENT, value)
+                if agreement is None:
+                    return WriteResult(
+                        key,
+                        False,
+                        False,
+                        "INVALID_FIELD",
+                        f"Foreign key external ID: {value} not found for field "
+                        "Agreement_ID__c in entity AWS_Agreement__c",
+                    )
+                values[m.AGREEMENT_LOOKUP] = agreement
             elif name not in m.FIELDS[obj]:
                 return WriteResult(
                     key,
@@ -272,6 +283,15 @@ class SqliteStore:
             [new_id, key, *(values[c] for c in cols)],
         )
         return True
+
+    def _parent_id(self, obj: str, ref: Any) -> str | None:
+        if not isinstance(ref, Mapping):
+            return None
+        ext = m.EXTERNAL_ID[obj]
+        row = self.conn.execute(
+            f'SELECT "Id" FROM "{obj}" WHERE "{ext}" = ?', (ref.get(ext),)
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def _account_id(self, ref: Any) -> str | None:
         if not isinstance(ref, Mapping):

@@ -52,6 +52,7 @@ from mailsync.crm.backend import CrmBackend, WriteResult
 from mailsync.crm.connection import CrmConnection
 from mailsync.crm.connection import make_backend as make_backend  # re-exported
 from mailsync.crm.outbox import Outbox
+from mailsync.crm.record_outbox import RecordOutbox, Versioned
 from mailsync.errors import CrmPausedError, MailsyncError, StateError, TransientError
 from mailsync.event import Event
 from mailsync.redact import safe_error
@@ -59,6 +60,8 @@ from mailsync.sources.base import CheckLine
 from mailsync.statedb import ensure
 
 log = logging.getLogger(__name__)
+
+_RECORD_BATCHES = 4  #: record-outbox batches (of up to 500 touches) per flush batch
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS crm_sync_state (key TEXT PRIMARY KEY, value TEXT);
@@ -147,6 +150,7 @@ class CrmSync:
         self.settings = settings
         self.conn = state
         self.outbox = Outbox(state)
+        self.record_outbox = RecordOutbox(state)
         mirror.ensure_schema(state)
         deadletter.ensure_schema(state)
         ensure(state, _DDL)
@@ -183,18 +187,25 @@ class CrmSync:
         result = FlushResult()
         until, reason = self._paused()
         if until is not None:
-            result.pending = self.outbox.depth()
+            result.pending = self._depth()
             result.paused_reason = f"{reason} (paused until {until})"
             return result
         retry = deadletter.retry_keys(self.conn)
         try:
             while True:
                 batch = self.outbox.pending(self.batch_events)
-                if not batch and not retry:
+                # Recomputed records (Seller Data Feeds) ride in the batches
+                # the events leave room for.
+                touched = (
+                    self.record_outbox.pending(_RECORD_BATCHES)
+                    if len(batch) < self.batch_events
+                    else []
+                )
+                if not batch and not touched and not retry:
                     break
-                self._flush_batch(batch, retry, result)
+                self._flush_batch(batch, retry, result, touched)
                 retry = []
-                if len(batch) < self.batch_events:
+                if len(batch) < self.batch_events and len(touched) < _RECORD_BATCHES:
                     break
         except CrmPausedError as err:
             metrics.crm_error(self.settings.crm.backend, "paused")
@@ -210,7 +221,7 @@ class CrmSync:
         except Exception as err:
             self._discard(f"{type(err).__name__}: {err}")
             raise
-        result.pending = self.outbox.depth()
+        result.pending = self._depth()
         metrics.flushed(self.settings.crm.backend, result.written, result.pending)
         return result
 
@@ -225,7 +236,7 @@ class CrmSync:
         until, reason = self._paused()
         return {
             "backend": self.settings.crm.backend,
-            "pending": self.outbox.depth(),
+            "pending": self._depth(),
             "dead_letters": {
                 "count": deadletter.count(self.conn),
                 "latest": [
@@ -239,6 +250,9 @@ class CrmSync:
             "last_success": kv.get("last_success"),
             "last_error": kv.get("last_error"),
         }
+
+    def _depth(self) -> int:
+        return self.outbox.depth() + self.record_outbox.depth()
 
     def close(self) -> None:
         """Close the backend, or hand it back to the `connection` (which keeps
@@ -264,12 +278,14 @@ class CrmSync:
         batch: Sequence[tuple[int, Event]],
         retry: Sequence[tuple[str, str]],
         result: FlushResult,
+        touched: Sequence[tuple[int, list[Versioned]]] = (),
     ) -> None:
         folded = [
             (m.event_version(ev), t)
             for _, ev in batch
             for t in m.touches(ev, self.extra_fields)
         ]
+        folded += [vt for _, items in touched for vt in items]
         keys = {(t.obj, t.key) for _, t in folded} | set(retry)
         records = mirror.load(self.conn, keys)
         for obj_key in retry:
@@ -298,8 +314,13 @@ class CrmSync:
                 self._intend(todo)
             self._write(obj, todo, outcome, result)
         self._opportunities(folded, records, before)
-        self._commit([seq for seq, _ in batch], records.values(), outcome)
-        result.written += len(batch)
+        self._commit(
+            [seq for seq, _ in batch],
+            records.values(),
+            outcome,
+            [seq for seq, _ in touched],
+        )
+        result.written += len(batch) + len(touched)
         result.dead_lettered += len(outcome.refused)
         result.records += len(outcome.landed)
 
@@ -411,6 +432,7 @@ class CrmSync:
         seqs: list[int],
         records: Iterable[merge.MirrorRecord],
         outcome: _Outcome,
+        record_seqs: Sequence[int] = (),
     ) -> None:
         for record, desired in outcome.landed:
             record.written = desired
@@ -441,6 +463,10 @@ class CrmSync:
                 self.conn.executemany(
                     "UPDATE outbox SET flushed_at = ? WHERE seq = ?",
                     [(now, s) for s in seqs],
+                )
+                self.conn.executemany(
+                    "UPDATE record_outbox SET flushed_at = ? WHERE seq = ?",
+                    [(now, s) for s in record_seqs],
                 )
                 self._put("last_success", now)
                 usage = self.backend.usage()

@@ -178,7 +178,7 @@ class SalesforceBackend:
         for f in spec.fields:
             if f.kind == "reference":
                 names.remove(f.name)
-                select.append(f"{f.relationship}.{self._parent_ext()}")
+                select.append(f"{f.relationship}.{self._parent_ext(f.reference_to)}")
         select = list(dict.fromkeys(names)) + select
         soql = f"SELECT {', '.join(select)} FROM {spec.name}"
         if spec.external_id:
@@ -189,7 +189,7 @@ class SalesforceBackend:
             for f in spec.fields:
                 if f.kind == "reference":
                     parent = record.get(f.relationship)
-                    ext = self._parent_ext()
+                    ext = self._parent_ext(f.reference_to)
                     record[f.relationship] = (
                         {ext: parent.get(ext)} if isinstance(parent, dict) else None
                     )
@@ -396,7 +396,9 @@ class SalesforceBackend:
 
         return guarded
 
-    def _parent_ext(self) -> str:
+    def _parent_ext(self, parent: str = "") -> str:
+        if parent and parent == self.mapping.obj(m.AGREEMENT):
+            return self.mapping.external_id(m.AGREEMENT)
         return self.mapping.external_id(m.ACCOUNT)
 
     def _note_usage(self) -> None:

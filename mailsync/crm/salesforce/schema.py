@@ -12,7 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mailsync.crm.mapping import AGREEMENT_RANK, CrmMapping
-from mailsync.crm.mapping_model import LICENSE_STATUSES
+from mailsync.crm.mapping_model import (
+    AGREEMENT_MONEY_FIELDS,
+    INVOICE_MONEY_FIELDS,
+    LICENSE_STATUSES,
+)
 
 #: Describe ``type`` values accepted for each field kind.
 DESCRIBE_TYPES: dict[str, frozenset[str]] = {
@@ -92,6 +96,38 @@ AGREEMENT = ObjectSpec(
         FieldSpec("Last_Event_Kind__c"),
         *_text("License_ARN__c", "Product_Code__c"),
         FieldSpec("License_Status__c", "picklist", values=LICENSE_STATUSES),
+        # Seller Data Feed roll-ups (contract section 7)
+        *_kind("number", *AGREEMENT_MONEY_FIELDS),
+        *_kind(
+            "date",
+            "Last_Invoice_Date__c",
+            "Next_Payment_Due_Date__c",
+            "Last_Disbursement_Date__c",
+        ),
+    ),
+)
+
+INVOICE = ObjectSpec(
+    "AWS_Invoice__c",
+    "Invoice_Key__c",
+    (
+        FieldSpec("Name"),
+        *_text("Invoice_ID__c", "Agreement_ID__c"),
+        FieldSpec("Agreement__c", "reference", "AWS_Agreement__c"),
+        *_text(
+            "Customer_AWS_Account_ID__c",
+            "Payer_AWS_Account_ID__c",
+            "Offer_ID__c",
+            "Product_ID__c",
+            "Transaction_Reference_ID__c",
+        ),
+        *_kind("date", "Invoice_Date__c", "Payment_Due_Date__c"),
+        *_text("Currency__c", "Broker__c"),
+        *_kind("number", *INVOICE_MONEY_FIELDS),
+        FieldSpec("Disbursement_Date__c", "date"),
+        FieldSpec("Disbursement_Status__c", "picklist"),
+        FieldSpec("Status_As_Of__c", "date"),
+        FieldSpec("Days_Past_Due__c", "number"),
     ),
 )
 
@@ -149,6 +185,7 @@ OPPORTUNITY = ObjectSpec(
 DEFAULT_SCHEMA: tuple[ObjectSpec, ...] = (
     ACCOUNT,
     AGREEMENT,
+    INVOICE,
     OFFER,
     SUBSCRIPTION,
     EVENT,
