@@ -85,7 +85,10 @@ def _logical(obj: str, record: dict[str, Any]) -> dict[str, Any]:
     """`Id` first, then the contract's fields in contract order."""
     out: dict[str, Any] = {"Id": record.get("Id")}
     for f in m.FIELDS[obj]:
-        out[f] = record.get(f)
+        value = record.get(f)
+        if f in m.INTEGER_FIELDS and isinstance(value, float | Decimal):
+            value = int(value)  # a count of days, not an amount
+        out[f] = value
     for f, v in record.items():
         if f not in out and f != "attributes":
             out[f] = v
@@ -106,6 +109,7 @@ def json_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: money_text(v)
         if k in m.NUMBER_FIELDS
+        and k not in m.INTEGER_FIELDS
         and isinstance(v, int | float | Decimal)
         and not isinstance(v, bool)
         else v

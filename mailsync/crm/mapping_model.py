@@ -103,6 +103,8 @@ NUMBER_FIELDS = frozenset(
     | set(AGREEMENT_MONEY_FIELDS)
     | set(INVOICE_MONEY_FIELDS)
 )
+#: Number fields that count (days), shown as whole numbers, not money.
+INTEGER_FIELDS = frozenset({"Days_Past_Due__c"})
 BOOLEAN_FIELDS = frozenset({"Free_Trial__c"})
 
 #: The columns `mailsync records` shows in its table format (all in json/csv).
