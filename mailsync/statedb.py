@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ def open_db(path: Path) -> sqlite3.Connection:
     try:
         private_sqlite(path)  # raw mail and deal data: 0600, folders 0700
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -37,6 +38,24 @@ def open_db(path: Path) -> sqlite3.Connection:
             "exists, is writable and the disk is not full"
         ) from None
     return conn
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (persistent, so only a new file needs it). Two threads
+    opening a new file at once can make the switch answer "database is
+    locked" at once: SQLite does not call the busy handler for it, so it is
+    tried again for a while (https://sqlite.org/wal.html, "Concurrency")."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # Actions waiting for the commit of a connection's open transaction, keyed by

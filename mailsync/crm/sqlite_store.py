@@ -23,6 +23,7 @@ from mailsync.crm.backend import WriteResult
 from mailsync.errors import CrmStoreError, TransientError
 from mailsync.fileperms import private_sqlite
 from mailsync.sources.base import CheckLine
+from mailsync.statedb import enable_wal
 
 #: Salesforce-like key prefixes, so `Id`s say which object they belong to.
 _PREFIX = {
@@ -94,7 +95,7 @@ class SqliteStore:
             self.conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None
             )
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(_ddl())
             _add_new_columns(self.conn)
