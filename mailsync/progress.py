@@ -28,6 +28,7 @@ from typing import Any
 
 from mailsync.log import kv
 from mailsync.notify import sd_notify
+from mailsync.textsafe import escape
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ class Progress:
             self._status(self.text())
 
     def echo(self, text: str) -> None:
-        """Print `text` on stderr (above the bar, if one is shown)."""
+        """Print `text` on stderr (above the bar, if one is shown), every
+        control character escaped: it names files and reasons from strangers."""
+        text = escape(text, layout=True)
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
         else:

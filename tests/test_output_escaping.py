@@ -143,3 +143,28 @@ def test_records_table_and_csv_are_escaped_and_formula_safe(
         '\'=HYPERLINK("http://x")',
         "-5",
     ]
+
+
+def test_replay_report_lines_escape_hostile_file_names_and_reasons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file dropped for the admin to replay names itself and, through its
+    # content, the reason it is refused: neither reaches the terminal raw.
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "a\x1b]0;pwned\x07.json").write_text('{"x": 1}')
+    hostile_topic = "arn:aws:sns:us-east-1:1:t\x1b[2J\u202e"
+    confirmation = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "m1",
+        "TopicArn": hostile_topic,
+        "Message": "You have chosen to subscribe",
+        "Timestamp": "2026-01-01T00:00:00Z",
+    }
+    (drop / "b.json").write_text(json.dumps(confirmation))
+    cfg = write_config(tmp_path)
+    assert main(["replay", "--config", str(cfg), str(drop)]) == 0
+    err = capsys.readouterr().err
+    assert RAW_CONTROL.search(err) is None
+    assert r"a\x1b]0;pwned\x07.json: unrecognized" in err
+    assert r"t\x1b[2J\u202e" in err

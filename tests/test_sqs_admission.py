@@ -468,3 +468,27 @@ def test_replay_of_a_saved_agreement_api_response_is_rejected(
     assert "rejected: a saved Agreement API response is not trusted" in err
     assert "replayed 0 inputs" in out
     assert crm_rows(tmp_path) == 0
+
+
+@pytest.mark.parametrize("lambda_record", [False, True], ids=["envelope", "Sns"])
+def test_signed_envelope_with_eventbridge_keys_beside_it_is_rejected(
+    moto: MotoServer,
+    state: sqlite3.Connection,
+    ca: SigningAuthority,
+    lambda_record: bool,
+) -> None:
+    # A genuine signed envelope verifies its own signed keys only; unsigned
+    # EventBridge keys written beside them must not be what gets parsed.
+    env = Env(moto, state, ca, eventbridge_accounts=("123456789012",))
+    signed = ca.sign(notification(subscribe_success()))
+    forged = eventbridge(account="999999999999")
+    hybrid = {"EventSource": "aws:sns", "Sns": signed} if lambda_record else signed
+    env.send({**hybrid, **forged})
+    env.send(signed)  # the genuine control
+    result = env.run()
+    assert (result.rejected, result.synced) == (1, 1)
+    [event] = env.events()
+    assert (event.kind, event.trust) == (Kind.SUBSCRIPTION_SUCCEEDED, Trust.VERIFIED)
+    [(outcome, reason, _)] = env.quarantine()
+    assert outcome == "rejected"
+    assert "both an SNS envelope and an EventBridge event" in reason

@@ -361,6 +361,29 @@ def test_forged_mail_with_a_genuine_message_id_does_not_poison_it(
     assert event.trust is Trust.VERIFIED
 
 
+def test_unverified_forgery_does_not_shadow_the_genuine_delivery(
+    tmp_path: Path, keys: Keys, dns: DnsServer
+) -> None:
+    # require_dkim = false: the forgery is admitted as unverified; the genuine
+    # mail with the same Message-ID must still reach the outbox as verified.
+    run = Run(tmp_path, dns, require_dkim=False)
+    forged = mail(
+        body=OFFER_BODY.replace(
+            b"agmt-abcdefghijklmnopqrstuvwxy", b"agmt-forgedforgedforgedforge"
+        )
+    )
+    run.deliver("1-forged.eml", forged)
+    run.sync()
+    run.deliver("2-genuine.eml", sign(keys, mail()))
+    run.deliver("3-genuine-again.eml", sign(keys, mail()))
+    run.deliver("4-forged-again.eml", forged)
+    run.sync()
+    assert [(e.trust, e.agreement_id) for e in run.events()] == [
+        (Trust.UNVERIFIED, "agmt-forgedforgedforgedforge"),
+        (Trust.VERIFIED, "agmt-abcdefghijklmnopqrstuvwxy"),
+    ]
+
+
 # -- hole 7: thousands of signatures ------------------------------------------
 
 

@@ -18,7 +18,10 @@ unchecked envelope or event past the checks:
   `eventbridge_accounts`;
 - a bare raw-delivery message is admitted (`unverified`) only with
   `raw_delivery = true`;
-- JSON nested deeper than `jsonload.MAX_DEPTH` is rejected before parsing.
+- JSON nested deeper than `jsonload.MAX_DEPTH` is rejected before parsing;
+- an object that is an SNS envelope and also has EventBridge keys is rejected
+  (the parser would read the unsigned EventBridge keys, the signature covers
+  only the envelope's).
 
 A failed check raises `RejectedError` with a one-line reason naming the
 setting to change. Anything else (not JSON, not a known shape) comes back as
@@ -111,6 +114,14 @@ def admit_object(
         # Agreement API source may speak for the "api" channel.
         raise RejectedError("an Agreement API response is not a queue message")
     envelope = normalize_envelope(obj)
+    if envelope is not None and isinstance(obj, Mapping) and is_eventbridge_event(obj):
+        # The parser reads such an object as the EventBridge event (its
+        # unsigned top-level keys), while the signature covers the envelope's
+        # keys only: two readings of one object, so neither is admitted.
+        raise RejectedError(
+            "object is both an SNS envelope and an EventBridge event "
+            "(detail-type and source beside the envelope keys): not an AWS message"
+        )
     if envelope is not None:
         if settings.verify_signatures:
             verifier.verify(envelope)

@@ -41,6 +41,7 @@ from mailsync.crm.sync import CrmSync, crm_mapping, make_backend
 from mailsync.errors import ConfigError, InputError
 from mailsync.event import Event
 from mailsync.statedb import open_db
+from mailsync.textsafe import escape
 
 _NOT_FOUND = frozenset({"ResourceNotFoundException", "AccessDeniedException"})
 
@@ -110,7 +111,9 @@ def _aws(
             if snap.event is None or not snap.event.recognized:
                 failed += 1
                 print(
-                    f"mailsync: {snap.agreement_id}: {snap.error or 'unusable'}",
+                    escape(
+                        f"mailsync: {snap.agreement_id}: {snap.error or 'unusable'}"
+                    ),
                     file=sys.stderr,
                 )
                 continue
@@ -134,7 +137,9 @@ def _look_up(
             if error_code(err) in _NOT_FOUND:
                 continue  # not AWS's (or not visible): differences() decides
             failed += 1
-            print(f"mailsync: {agreement_id}: {error_code(err)}", file=sys.stderr)
+            print(
+                escape(f"mailsync: {agreement_id}: {error_code(err)}"), file=sys.stderr
+            )
             continue
         if event.recognized:
             aws[agreement_id] = event

@@ -6,7 +6,10 @@ processed. Called inside an open transaction (a source committing a whole
 FETCH batch at once, see `mailsync.statedb.atomic`), it joins it as a
 savepoint instead, and the event is durable when that transaction commits.
 A delivery whose transport ID (Message-ID, SNS MessageId, EventBridge id or
-requestId) was seen before is not stored again. The flusher reads
+requestId) was seen before is not stored again, unless the new one is
+`verified` and none of the earlier ones was: a transport ID is chosen by the
+sender, so an unverified forgery that arrives first must not shadow the
+genuine message (the IDs then point at the verified delivery). The flusher reads
 `pending()` in order and calls `done()` once the CRM write is durable.
 """
 
@@ -17,7 +20,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from mailsync.errors import StateError
-from mailsync.event import Event
+from mailsync.event import Event, Trust
 from mailsync.statedb import atomic, ensure
 
 _DDL = """
@@ -52,25 +55,42 @@ class Outbox:
         ids = [i for i in {event.source_id, *event.dedupe_ids} if i]
         try:
             with atomic(self.conn, "outbox_submit"):
-                for delivery_id in ids:
-                    row = self.conn.execute(
-                        "SELECT 1 FROM delivery_ids WHERE delivery_id = ?",
-                        (delivery_id,),
-                    ).fetchone()
-                    if row:
-                        return False
+                seen = self._seen_trust(ids)
+                if seen and (event.trust != Trust.VERIFIED or Trust.VERIFIED in seen):
+                    return False
                 cur = self.conn.execute(
                     "INSERT INTO outbox (event, origin, created_at) VALUES (?, ?, ?)",
                     (json.dumps(event.to_record()), origin, _now()),
                 )
                 seq = cur.lastrowid
                 self.conn.executemany(
-                    "INSERT INTO delivery_ids (delivery_id, seq) VALUES (?, ?)",
+                    "INSERT OR REPLACE INTO delivery_ids (delivery_id, seq) "
+                    "VALUES (?, ?)",
                     [(i, seq) for i in ids],
                 )
         except sqlite3.Error as err:
             raise StateError(f"outbox write failed: {err}") from None
         return True
+
+    def _seen_trust(self, ids: list[str]) -> set[str]:
+        """The trust of each stored delivery that shares one of `ids`."""
+        seen: set[str] = set()
+        for delivery_id in ids:
+            row = self.conn.execute(
+                "SELECT o.event FROM delivery_ids d LEFT JOIN outbox o "
+                "ON o.seq = d.seq WHERE d.delivery_id = ?",
+                (delivery_id,),
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                trust = str(json.loads(row[0]).get("trust", ""))
+            except (TypeError, ValueError, AttributeError):
+                trust = ""
+            # A row whose event is gone (pruned) counts as seen, not verified:
+            # only a stored verified delivery can stop a verified one.
+            seen.add(trust or Trust.UNVERIFIED.value)
+        return seen
 
     def pending(self, limit: int = 1000) -> list[tuple[int, Event]]:
         """Events not yet written to the CRM, oldest first."""
