@@ -158,7 +158,7 @@ _ACCOUNT_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
     """One normalized Marketplace notification (contract section 2).
 
@@ -322,6 +322,46 @@ class Event:
             else:
                 kwargs[f.name] = value
         return cls(**kwargs)
+
+
+def _one_step_init(cls: type[Event]) -> None:
+    """Give `cls` an `__init__` with the dataclass's signature (the same
+    parameters, order and defaults) that stores every field in one step,
+    then runs `__post_init__`.
+
+    The dataclass's own `__init__` of a frozen class calls
+    `object.__setattr__` once per field; with some forty fields that was the
+    largest part of building an event, and one event is built per parsed
+    message (see bench/parse.py). The instance keeps a `__dict__` (no
+    `__slots__`) so that the fields can be stored as one dictionary; the
+    class stays frozen (`__setattr__`/`__delattr__` raise as before).
+    """
+    params: list[str] = []
+    items: list[str] = []
+    defaults: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING or not f.init:
+            raise TypeError(f"{f.name}: only plain defaults are supported")
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            defaults[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        items.append(f"{f.name!r}: {f.name}")
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n"
+        f"    _set(self, '__dict__', {{{', '.join(items)}}})\n"
+        "    self.__post_init__()\n"
+    )
+    namespace: dict[str, Any] = {"_set": object.__setattr__, **defaults}
+    exec(source, namespace)  # the source is built from the field names above
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[method-assign]
+
+
+_one_step_init(Event)
 
 
 def _dump(value: Any) -> Any:
