@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from mailsync.errors import ParseError
 
@@ -179,6 +179,31 @@ _CONVERT: dict[str, Callable[[str], str]] = {
 }
 
 
+class _Memo(dict[str, str]):
+    """Converted values of one typed column by their raw text (feeds repeat
+    the same dates, flags and amounts); a miss converts, or raises the
+    `FeedError` naming file, line and column."""
+
+    def __init__(
+        self, conv: Callable[[str], str], name: str, file: str, reader: Any
+    ) -> None:
+        super().__init__()
+        self.conv, self.name, self.file, self.reader = conv, name, file, reader
+
+    def __missing__(self, raw: str) -> str:
+        try:
+            got = self.conv(raw.strip())
+        except _Bad as err:
+            raise FeedError(
+                f"{self.file}: line {self.reader.line_num}: column {self.name!r}: "
+                f"{_text(raw)[:40]!r} is not {err}"
+            ) from None
+        if len(self) > 50_000:
+            self.clear()
+        self[raw] = got
+        return got
+
+
 def _header(names: list[str], spec: FeedSpec, file: str) -> list[int]:
     found = {n.strip().lstrip("\ufeff").strip().lower(): i for i, n in enumerate(names)}
     out: list[int] = []
@@ -212,45 +237,34 @@ def read(
         width = len(header)
         # Absent optional columns read the "" appended to every row.
         getter = operator.itemgetter(*[i if i >= 0 else width for i in idx])
-        typed: list[tuple[int, Callable[[str], str], dict[str, str], str]] = [
-            (pos, _CONVERT[c.kind], {}, c.name)
+        typed = [
+            (pos, _Memo(_CONVERT[c.kind], c.name, file, reader))
             for pos, c in enumerate(spec.columns)
             if c.kind != "text"
         ]
         needed = max(idx) + 1
-        memo: dict[str, str]
         for row in reader:
-            if len(row) < needed:
-                if not row or row == [""]:
-                    continue  # a blank line
-                raise FeedError(
-                    f"{file}: line {reader.line_num}: {len(row)} fields, the header "
-                    f"names {width}"
-                )
-            if len(row) > width:
+            if len(row) != width:
+                if len(row) < needed:
+                    if not row or row == [""]:
+                        continue  # a blank line
+                    raise FeedError(
+                        f"{file}: line {reader.line_num}: {len(row)} fields, the "
+                        f"header names {width}"
+                    )
                 del row[width:]
             row.append("")
             vals = getter(row)
-            if not "".join(vals).isprintable() or max(map(len, vals)) > MAX_TEXT:
+            joined = "".join(vals)
+            if not joined.isprintable() or (
+                len(joined) > MAX_TEXT and max(map(len, vals)) > MAX_TEXT
+            ):
                 vals = tuple(_text(v) for v in vals)
             out: list[str | None] = [v or None for v in vals]
-            for pos, conv, memo, name in typed:
+            for pos, memo in typed:
                 v = out[pos]
-                if v is None:
-                    continue
-                got = memo.get(v)
-                if got is None:
-                    try:
-                        got = conv(v.strip())
-                    except _Bad as err:
-                        raise FeedError(
-                            f"{file}: line {reader.line_num}: column {name!r}: "
-                            f"{_text(v)[:40]!r} is not {err}"
-                        ) from None
-                    if len(memo) > 50_000:
-                        memo.clear()
-                    memo[v] = got
-                out[pos] = got
+                if v is not None:
+                    out[pos] = memo[v]
             yield tuple(out)
     except csv.Error as err:
         raise FeedError(

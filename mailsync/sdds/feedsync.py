@@ -81,6 +81,8 @@ class FeedSync:
         self.origin = origin
         self.store = FeedStore(conn)
         self.outbox = RecordOutbox(conn)
+        self._published: dict[tuple[str, str], str] = {}
+        self._digests: list[tuple[str, str, str]] = []
 
     def changed(self, files: Iterable[FeedFile]) -> list[FeedFile]:
         """The files whose signature differs from the recorded one."""
@@ -141,17 +143,27 @@ class FeedSync:
         )
         seen: set[str] = set()
         buffer: list[Versioned] = []
+        # What was submitted before, read once (one digest per record: a few
+        # MB for tens of thousands of invoices) rather than one query per
+        # record; the new digests are written with the outbox batches.
+        self._published = {
+            (str(o), str(k)): str(d)
+            for o, k, d in self.conn.execute(
+                "SELECT obj, key, digest FROM sdds_published"
+            )
+        }
+        self._digests = []
         for touches in self._touches(items, recomputed, report, seen):
             buffer.extend(touches)
             if len(buffer) >= _CHUNK:
-                self.outbox.submit(buffer, self.origin)
+                self._submit(buffer)
                 buffer = []
         for key in self._vanished(seen):
             invoice_id, _, agreement_id = key.rpartition(":")
             gone = Invoice(invoice_id, agreement_id, status_as_of=as_of)
             buffer.extend(self._changed([ms.invoice_facts(gone)], recomputed, report))
-        if buffer:
-            self.outbox.submit(buffer, self.origin)
+        self._submit(buffer)
+        self._published = {}
         report.skipped = {
             "without an agreement in the agreements feed": stats.skipped_no_agreement,
             "without an invoice reference": stats.skipped_no_line,
@@ -201,30 +213,29 @@ class FeedSync:
             digest = hashlib.sha256(
                 json.dumps(said, sort_keys=True, default=str).encode()
             ).hexdigest()[:32]
-            row = self.conn.execute(
-                "SELECT digest FROM sdds_published WHERE obj = ? AND key = ?",
-                (obj, key),
-            ).fetchone()
-            if row is not None and row[0] == digest:
+            if self._published.get((obj, key)) == digest:
                 continue
-            self.conn.execute(
-                "INSERT INTO sdds_published (obj, key, digest) VALUES (?, ?, ?) "
-                "ON CONFLICT (obj, key) DO UPDATE SET digest = excluded.digest",
-                (obj, key, digest),
-            )
+            self._published[(obj, key)] = digest
+            self._digests.append((obj, key, digest))
             report.submitted += 1
             for values, status, version in said:
                 out.append((version or recomputed, Touch(obj, key, values, status)))
         return out
 
-    def _vanished(self, seen: set[str]) -> list[str]:
-        return [
-            str(k)
-            for (k,) in self.conn.execute(
-                "SELECT key FROM sdds_published WHERE obj = ?", (INVOICE,)
+    def _submit(self, buffer: list[Versioned]) -> None:
+        """One outbox batch and the digests of its records (same transaction)."""
+        if buffer:
+            self.outbox.submit(buffer, self.origin)
+        if self._digests:
+            self.conn.executemany(
+                "INSERT INTO sdds_published (obj, key, digest) VALUES (?, ?, ?) "
+                "ON CONFLICT (obj, key) DO UPDATE SET digest = excluded.digest",
+                self._digests,
             )
-            if k not in seen
-        ]
+            self._digests = []
+
+    def _vanished(self, seen: set[str]) -> list[str]:
+        return sorted(k for o, k in self._published if o == INVOICE and k not in seen)
 
 
 def status_lines(conn: sqlite3.Connection) -> list[str]:

@@ -14,6 +14,7 @@ records they produce together).
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -111,6 +112,8 @@ _A_FIELDS = [
         "offer_id start_time end_time acceptance_time preceding_agreement_id"
     ).split()
 ]
+_b_fields = operator.itemgetter(*_B_FIELDS)
+_a_fields = operator.itemgetter(*_A_FIELDS)
 _ACC_SQL = _upsert(
     "sdds_accounts", "id vf ud del tie aws_account_id".split(), ["id", "vf"]
 )
@@ -248,7 +251,7 @@ def _billing_row(r: tuple[str | None, ...]) -> tuple[object, ...]:
         r[_B_AGR] or "",
         line,
         1 if ttype.startswith("DISBURSEMENT") else 0,
-        *[r[i] for i in _B_FIELDS],
+        *_b_fields(r),
     )
 
 
@@ -259,7 +262,7 @@ def _agreement_row(r: tuple[str | None, ...]) -> tuple[object, ...]:
         r[2] or "",
         1 if r[3] else 0,
         checksum(r),
-        *[r[i] for i in _A_FIELDS],
+        *_a_fields(r),
     )
 
 
