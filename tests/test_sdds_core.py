@@ -87,6 +87,14 @@ def test_quoted_commas_json_and_control_characters() -> None:
     assert row[0] == "a,b c"
 
 
+def test_bidi_overrides_are_removed_from_text() -> None:
+    (row,) = read(
+        "account_id,aws_account_id,valid_from\n"
+        '"Evil\u202eCorp\u2066",1,2024-01-01\n'
+    )
+    assert row[0] == "EvilCorp"
+
+
 def test_not_utf8_is_an_error() -> None:
     with pytest.raises(FeedError, match="not UTF-8"):
         list(

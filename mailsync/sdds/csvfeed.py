@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from mailsync.errors import ParseError
+from mailsync.textsafe import clean
 
 MAX_TEXT = 255
 #: A generous bound on one field (JSON term configurations are a few kB).
@@ -167,7 +168,9 @@ def _flag(value: str) -> str:
 
 def _text(value: str) -> str:
     if not value.isprintable():
-        value = _CONTROL.sub(" ", value)
+        # C0/C1, line separators and bidi overrides (U+202E can reverse how
+        # a name reads in the CRM): the one cleaning rule CRM values get.
+        value = clean(_CONTROL.sub(" ", value))
     return value[:MAX_TEXT]
 
 
