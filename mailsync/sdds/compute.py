@@ -279,10 +279,18 @@ def _fold_line(
             when = disbursements.get(r.disbursement_billing_event_id or "")
             inv.disbursement_date = _max(inv.disbursement_date, day(when))
         # AWS's reports: a line's due date is the latest of all its rows
-        # (a separate listing-fee invoice's included).
-        inv.payment_due_date = _max(inv.payment_due_date, day(r.payment_due_date))
-        inv.product_id = _max(inv.product_id, r.product_id)
-        inv.offer_id = inv.offer_id or r.offer_id
+        # (a separate listing-fee invoice's included). Inlined `_max`/`day`:
+        # this runs once per billing row.
+        due = r.payment_due_date
+        if due and not due.startswith("9999"):
+            due = due[:10]
+            if inv.payment_due_date is None or due > inv.payment_due_date:
+                inv.payment_due_date = due
+        product = r.product_id
+        if product is not None and (inv.product_id is None or product > inv.product_id):
+            inv.product_id = product
+        if not inv.offer_id:
+            inv.offer_id = r.offer_id
 
 
 def _acct(value: str) -> str | None:
